@@ -1,1 +1,449 @@
-//! placeholder
+//! Building the isolated container process.
+//!
+//! The runtime process (the parent) forks the container's init directly with `clone(2)`, passing
+//! the namespace flags — no re-exec of the runtime binary, no helper process in between. The two
+//! talk over a [`channel::Channel`]:
+//!
+//! ```text
+//! parent                                   init (child)
+//! ------                                   ------------
+//! clone(CLONE_NEW*) ─────────────────────► waits for Go
+//! cgroup placement, uid/gid maps,
+//! oom_score_adj; send Go ────────────────► joins namespaces by path, new cgroupns,
+//!                                          hostname, mounts, devices, console
+//!                          ◄─────────────── RunHooks
+//! createRuntime + prestart hooks;
+//! send HooksDone ────────────────────────► createContainer hooks, pivot_root,
+//!                                          masked/readonly paths, sysctl, rlimits,
+//!                                          executable lookup, user, capabilities
+//!                          ◄─────────────── Ready
+//! write state, exit (create done)          blocks reading the exec fifo until `start`,
+//!                                          startContainer hooks, seccomp, execve
+//! ```
+//!
+//! Any error in the child is sent as [`channel::Msg::Error`] and the child exits; the parent then
+//! reports it, so `create` fails with the real reason and nothing is left running.
+
+pub mod channel;
+pub mod mountopts;
+pub mod process;
+pub mod rootfs;
+pub mod sys;
+
+use std::ffi::CString;
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use kakuri_spec::oci::{self, LinuxNamespaceType};
+use kakuri_spec::os_error;
+
+use channel::{Channel, Msg};
+pub use mountopts::MountOptions;
+pub use process::{CapSets, ProcessPlan};
+
+/// One mount of the config, parsed.
+#[derive(Debug, Clone)]
+pub struct MountPlan {
+    pub destination: PathBuf,
+    pub source: Option<PathBuf>,
+    pub fstype: String,
+    pub options: MountOptions,
+}
+
+/// A device node to create in the container.
+#[derive(Debug, Clone)]
+pub struct DevicePlan {
+    pub path: PathBuf,
+    /// `S_IFCHR`, `S_IFBLK` or `S_IFIFO`.
+    pub kind: u32,
+    pub major: i64,
+    pub minor: i64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Where a container `cgroup` mount takes each hierarchy from (given by the cgroup manager).
+#[derive(Debug, Clone)]
+pub struct CgroupMountSource {
+    /// Directory name under the mount point ("memory", "cpu", "systemd", "unified"; unused on v2).
+    pub name: String,
+    /// "cgroup" or "cgroup2".
+    pub fs_type: &'static str,
+    /// v1 mount data ("memory", "none,name=systemd").
+    pub options: String,
+    /// The container's cgroup directory on the host.
+    pub host_path: PathBuf,
+}
+
+/// Which namespaces to make and join.
+#[derive(Debug, Clone, Default)]
+pub struct NamespacePlan {
+    /// `CLONE_NEW*` flags given to clone (user, pid, mount, network, ipc, uts).
+    pub clone_flags: libc::c_int,
+    /// Namespaces to join by path in the child, in order (user first).
+    pub join: Vec<(libc::c_int, PathBuf)>,
+    /// A pid namespace to join: entered by the parent before the clone.
+    pub join_pid: Option<PathBuf>,
+    /// A time namespace to join: entered by the parent before the clone.
+    pub join_time: Option<PathBuf>,
+    /// A new time namespace, with offsets (clock, secs, nanosecs).
+    pub new_time: Option<Vec<(String, i64, u32)>>,
+}
+
+/// Everything the container's init needs, resolved from the spec before the clone.
+#[derive(Debug)]
+pub struct InitPlan {
+    pub id: String,
+    pub rootfs: PathBuf,
+    pub root_readonly: bool,
+    pub root_propagation: Option<libc::c_ulong>,
+    pub no_pivot: bool,
+    pub namespaces: NamespacePlan,
+    pub new_mountns: bool,
+    pub new_cgroupns: bool,
+    pub in_new_userns: bool,
+    pub uid_mappings: Vec<oci::LinuxIdMapping>,
+    pub gid_mappings: Vec<oci::LinuxIdMapping>,
+    pub hostname: Option<String>,
+    pub domainname: Option<String>,
+    pub mounts: Vec<MountPlan>,
+    pub cgroup_mounts: Vec<CgroupMountSource>,
+    pub default_devices: bool,
+    pub devices: Vec<DevicePlan>,
+    pub masked_paths: Vec<PathBuf>,
+    pub readonly_paths: Vec<PathBuf>,
+    pub sysctl: Vec<(String, String)>,
+    pub process: ProcessPlan,
+    pub no_new_keyring: bool,
+    /// Connected `--console-socket`, to send the pty master over.
+    pub console_socket: Option<OwnedFd>,
+    pub preserve_fds: u32,
+    /// The exec fifo, open read-write: init blocks reading one byte from it until `start`.
+    pub exec_fifo: Option<OwnedFd>,
+}
+
+/// Steps of the container's init that belong to other crates (hooks, seccomp); they run in the
+/// init process.
+pub trait InitSteps {
+    /// createContainer hooks: in the container's namespaces, before pivot_root.
+    fn create_container(&self) -> Result<(), String>;
+    /// startContainer hooks: after `start`, before the user process runs.
+    fn start_container(&self) -> Result<(), String>;
+    /// The very last step before execve (seccomp).
+    fn before_exec(&self) -> Result<(), String>;
+}
+
+/// Steps of `create` that run in the runtime (parent) process.
+pub trait ParentSteps {
+    /// The child exists (host pid): put it in its cgroups.
+    fn placed(&mut self, pid: i32) -> Result<(), String>;
+    /// Mounts are done, pivot_root is next: run the createRuntime and prestart hooks.
+    fn create_runtime(&mut self, pid: i32) -> Result<(), String>;
+}
+
+/// Map a namespace type to its `CLONE_NEW*` flag.
+pub fn ns_flag(t: LinuxNamespaceType) -> libc::c_int {
+    match t {
+        LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+        LinuxNamespaceType::User => libc::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
+        LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+        LinuxNamespaceType::Time => libc::CLONE_NEWTIME,
+    }
+}
+
+fn open_ns(path: &Path) -> Result<OwnedFd, String> {
+    std::fs::File::open(path)
+        .map(OwnedFd::from)
+        .map_err(|e| format!("open namespace {path:?}: {}", os_error(&e)))
+}
+
+/// Write id mappings of a child in a new user namespace (as the privileged parent).
+fn write_id_maps(pid: i32, plan: &InitPlan) -> Result<(), String> {
+    let fmt = |m: &[oci::LinuxIdMapping]| {
+        m.iter()
+            .map(|x| format!("{} {} {}\n", x.container_id(), x.host_id(), x.size()))
+            .collect::<String>()
+    };
+    for (file, maps) in [
+        ("uid_map", &plan.uid_mappings),
+        ("gid_map", &plan.gid_mappings),
+    ] {
+        if maps.is_empty() {
+            continue;
+        }
+        let p = format!("/proc/{pid}/{file}");
+        std::fs::write(&p, fmt(maps)).map_err(|e| format!("write {p}: {}", os_error(&e)))?;
+    }
+    Ok(())
+}
+
+/// A created container init (or its failure already cleaned up).
+pub struct Spawned {
+    pub pid: i32,
+}
+
+/// Fork the container init and drive it to the point where it waits for `start`.
+///
+/// On error the child is killed and reaped before this returns.
+///
+/// # Safety-relevant contract
+/// Must be called while the process is single-threaded (kakuri never starts threads).
+pub fn spawn(
+    plan: &InitPlan,
+    steps: &dyn InitSteps,
+    parent: &mut dyn ParentSteps,
+) -> Result<Spawned, String> {
+    let (pch, cch) = Channel::pair().map_err(|e| format!("socketpair: {e}"))?;
+    let ns = &plan.namespaces;
+    // Namespaces that apply only to children are entered by the parent around the clone.
+    let mut restore: Vec<(OwnedFd, libc::c_int)> = Vec::new();
+    let enter = |restore: &mut Vec<(OwnedFd, libc::c_int)>, path: &Path, flag| {
+        let own = open_ns(Path::new(if flag == libc::CLONE_NEWPID {
+            "/proc/self/ns/pid_for_children"
+        } else {
+            "/proc/self/ns/time_for_children"
+        }))?;
+        let target = open_ns(path)?;
+        sys::setns(target.as_fd(), flag)
+            .map_err(|e| format!("join namespace {path:?}: {}", os_error(&e)))?;
+        restore.push((own, flag));
+        Ok::<(), String>(())
+    };
+    let pre = (|| {
+        if let Some(p) = &ns.join_pid {
+            enter(&mut restore, p, libc::CLONE_NEWPID)?;
+        }
+        if let Some(p) = &ns.join_time {
+            enter(&mut restore, p, libc::CLONE_NEWTIME)?;
+        }
+        if let Some(offsets) = &ns.new_time {
+            let own = open_ns(Path::new("/proc/self/ns/time_for_children"))?;
+            sys::unshare(libc::CLONE_NEWTIME)
+                .map_err(|e| format!("new time namespace: {}", os_error(&e)))?;
+            restore.push((own, libc::CLONE_NEWTIME));
+            let text: String = offsets
+                .iter()
+                .map(|(c, s, n)| format!("{c} {s} {n}\n"))
+                .collect();
+            if !text.is_empty() {
+                std::fs::write("/proc/self/timens_offsets", text).map_err(|e| {
+                    format!("linux.timeOffsets: write /proc/self/timens_offsets: {}", os_error(&e))
+                })?;
+            }
+        }
+        Ok::<(), String>(())
+    })();
+    let undo = |restore: &mut Vec<(OwnedFd, libc::c_int)>| {
+        for (fd, flag) in restore.drain(..).rev() {
+            if let Err(e) = sys::setns(fd.as_fd(), flag) {
+                log::warn!("restore namespace: {e}");
+            }
+        }
+    };
+    if let Err(e) = pre {
+        undo(&mut restore);
+        return Err(e);
+    }
+    // SAFETY: kakuri is single-threaded here (documented contract of this function).
+    let forked = unsafe { sys::fork_clone(ns.clone_flags) };
+    undo(&mut restore);
+    let pid = match forked.map_err(|e| format!("clone: {}", os_error(&e)))? {
+        sys::Forked::Child => {
+            drop(pch);
+            let err = match init_main(plan, &cch, steps) {
+                Ok(never) => match never {},
+                Err(e) => e,
+            };
+            if cch.send(&Msg::Error(err.clone())).is_err() {
+                // The runtime is gone (after Ready): the container's stderr is all there is.
+                eprintln!("kakuri: container init: {err}");
+            }
+            sys::exit_now(1);
+        }
+        sys::Forked::Parent(pid) => pid,
+    };
+    drop(cch);
+    let kill_child = |pid: i32| {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    };
+    let result = (|| {
+        parent.placed(pid)?;
+        if plan.namespaces.clone_flags & libc::CLONE_NEWUSER != 0 {
+            write_id_maps(pid, plan)?;
+        }
+        if let Some(adj) = plan.process.oom_score_adj {
+            let p = format!("/proc/{pid}/oom_score_adj");
+            std::fs::write(&p, adj.to_string())
+                .map_err(|e| format!("process.oomScoreAdj: write {p}: {}", os_error(&e)))?;
+        }
+        pch.send(&Msg::Go).map_err(|e| format!("sync with init: {e}"))?;
+        loop {
+            match pch.recv().map_err(|e| format!("sync with init: {e}"))? {
+                Some(Msg::RunHooks) => {
+                    parent.create_runtime(pid)?;
+                    pch.send(&Msg::HooksDone)
+                        .map_err(|e| format!("sync with init: {e}"))?;
+                }
+                Some(Msg::Ready) => return Ok(()),
+                Some(Msg::Error(e)) => return Err(e),
+                Some(m) => return Err(format!("unexpected message from init: {m:?}")),
+                None => return Err("container init exited during setup".to_string()),
+            }
+        }
+    })();
+    match result {
+        Ok(()) => Ok(Spawned { pid }),
+        Err(e) => {
+            kill_child(pid);
+            Err(e)
+        }
+    }
+}
+
+/// The container init: runs in the cloned child; returns only with an error.
+fn init_main(
+    plan: &InitPlan,
+    ch: &Channel,
+    steps: &dyn InitSteps,
+) -> Result<std::convert::Infallible, String> {
+    // Die with the runtime while setting up: a killed `create` must leave no process behind.
+    sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
+        .map_err(|e| format!("set parent death signal: {e}"))?;
+    match ch.recv().map_err(|e| format!("sync with runtime: {e}"))? {
+        Some(Msg::Go) => {}
+        Some(Msg::Error(e)) => return Err(e),
+        _ => sys::exit_now(1),
+    }
+    for (flag, path) in &plan.namespaces.join {
+        let fd = open_ns(path)?;
+        sys::setns(fd.as_fd(), *flag)
+            .map_err(|e| format!("join namespace {path:?}: {}", os_error(&e)))?;
+    }
+    if plan.in_new_userns {
+        sys::setresgid(0).map_err(|e| format!("setgid 0 in the user namespace: {e}"))?;
+        sys::setresuid(0).map_err(|e| format!("setuid 0 in the user namespace: {e}"))?;
+    }
+    if plan.new_cgroupns {
+        sys::unshare(libc::CLONE_NEWCGROUP)
+            .map_err(|e| format!("new cgroup namespace: {}", os_error(&e)))?;
+    }
+    if let Some(h) = &plan.hostname {
+        nix::unistd::sethostname(h).map_err(|e| format!("sethostname {h:?}: {e}"))?;
+    }
+    if let Some(d) = &plan.domainname {
+        let c = CString::new(d.as_str()).map_err(|_| "domainname has a NUL byte")?;
+        // SAFETY: valid pointer and length of a NUL-free string.
+        if unsafe { libc::setdomainname(c.as_ptr(), d.len()) } != 0 {
+            return Err(format!(
+                "setdomainname {d:?}: {}",
+                os_error(&std::io::Error::last_os_error())
+            ));
+        }
+    }
+    if !plan.no_new_keyring {
+        let name = CString::new(format!("_ses.{}", plan.id)).unwrap_or_default();
+        if let Err(e) = sys::join_session_keyring(Some(&name)) {
+            if e.raw_os_error() != Some(libc::ENOSYS) {
+                return Err(format!("join session keyring: {}", os_error(&e)));
+            }
+        }
+    }
+    let (root, console) = rootfs::prepare(plan)?;
+    // The cwd is created if missing, as runc does.
+    {
+        let cwd = &plan.process.cwd;
+        if rootfs::open_in(root.as_fd(), cwd, libc::O_PATH).is_err() {
+            rootfs::mkdir_all(root.as_fd(), cwd).map_err(|e| {
+                format!("create cwd {cwd:?} in the rootfs: {}", os_error(&e))
+            })?;
+        }
+    }
+    ch.send(&Msg::RunHooks)
+        .map_err(|e| format!("sync with runtime: {e}"))?;
+    match ch.recv().map_err(|e| format!("sync with runtime: {e}"))? {
+        Some(Msg::HooksDone) => {}
+        Some(Msg::Error(e)) => return Err(e),
+        _ => sys::exit_now(1),
+    }
+    steps.create_container()?;
+    rootfs::pivot(plan, &root)?;
+    drop(root);
+    rootfs::finalize(plan)?;
+    for (k, v) in &plan.sysctl {
+        let p = format!("/proc/sys/{}", k.replace('.', "/"));
+        std::fs::write(&p, v).map_err(|e| format!("linux.sysctl[{k:?}]: write {p}: {}", os_error(&e)))?;
+    }
+    let proc = &plan.process;
+    if let Some(u) = proc.umask {
+        // SAFETY: umask cannot fail.
+        unsafe { libc::umask(u as libc::mode_t) };
+    }
+    proc.apply_rlimits()?;
+    let exe = proc.resolve_executable()?;
+    if proc.no_new_privileges {
+        sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(|e| format!("no_new_privs: {e}"))?;
+    }
+    let slave = match console {
+        Some((master, slave)) => {
+            if let Some(sock) = &plan.console_socket {
+                send_fd(sock, &master, "/dev/ptmx")
+                    .map_err(|e| format!("send the console to --console-socket: {e}"))?;
+            }
+            drop(master);
+            Some(slave)
+        }
+        None => None,
+    };
+    let setgroups_ok = !plan.in_new_userns || !plan.gid_mappings.is_empty();
+    proc.apply_credentials(setgroups_ok)?;
+    nix::unistd::chdir(&proc.cwd).map_err(|e| {
+        format!(
+            "chdir to cwd ({:?}) set in config.json failed: {}",
+            proc.cwd,
+            os_error(&std::io::Error::from(e))
+        )
+    })?;
+    if let Some(s) = slave {
+        nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+        for fd in 0..3 {
+            nix::unistd::dup2(s.as_raw_fd(), fd).map_err(|e| format!("dup2 console: {e}"))?;
+        }
+        sys::set_controlling_tty(s.as_fd()).map_err(|e| format!("set controlling tty: {e}"))?;
+    }
+    sys::cloexec_from(3 + plan.preserve_fds).map_err(|e| format!("close_range: {e}"))?;
+    sys::prctl(libc::PR_SET_PDEATHSIG, 0).map_err(|e| format!("clear parent death signal: {e}"))?;
+    ch.send(&Msg::Ready)
+        .map_err(|e| format!("sync with runtime: {e}"))?;
+    if let Some(fifo) = &plan.exec_fifo {
+        let mut f = std::fs::File::from(fifo.try_clone().map_err(|e| e.to_string())?);
+        let mut b = [0u8; 1];
+        loop {
+            match f.read(&mut b) {
+                Ok(1) => break,
+                Ok(_) => sys::exit_now(0),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(format!("wait for start: {e}")),
+            }
+        }
+    }
+    steps.start_container()?;
+    steps.before_exec()?;
+    Err(proc.exec(&exe))
+}
+
+/// Send `fd` over a connected unix socket as one SCM_RIGHTS message with `name` as payload.
+pub fn send_fd(sock: &OwnedFd, fd: &OwnedFd, name: &str) -> std::io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let iov = [std::io::IoSlice::new(name.as_bytes())];
+    let fds = [fd.as_raw_fd()];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)?;
+    Ok(())
+}

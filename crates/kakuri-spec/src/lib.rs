@@ -154,3 +154,40 @@ mod tests {
         assert_eq!(spec.version(), "1.0.2");
     }
 }
+
+/// An OS error in the wording runc (Go) uses — "no such file or directory", not
+/// "No such file or directory (os error 2)" — because clients match these texts.
+pub fn os_error(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => {
+            // SAFETY: strerror returns a pointer to a static (or thread-local) NUL-terminated
+            // string that stays valid until the next strerror call on this thread; it is copied
+            // at once.
+            let s = unsafe { std::ffi::CStr::from_ptr(libc_strerror(n)) }
+                .to_string_lossy()
+                .into_owned();
+            let mut c = s.chars();
+            match c.next() {
+                Some(f) => f.to_lowercase().chain(c).collect(),
+                None => s,
+            }
+        }
+        None => e.to_string(),
+    }
+}
+
+extern "C" {
+    #[link_name = "strerror"]
+    fn libc_strerror(n: i32) -> *const std::ffi::c_char;
+}
+
+#[cfg(test)]
+mod os_error_tests {
+    #[test]
+    fn go_wording() {
+        let e = std::io::Error::from_raw_os_error(2);
+        assert_eq!(super::os_error(&e), "no such file or directory");
+        let e = std::io::Error::from_raw_os_error(13);
+        assert_eq!(super::os_error(&e), "permission denied");
+    }
+}

@@ -1,0 +1,101 @@
+//! The sync channel between the runtime (parent) and the container's init (child).
+//!
+//! A `SOCK_SEQPACKET` socket pair, close-on-exec on both ends: each message is one packet, so no
+//! framing is needed, and a peer that dies shows up as end-of-file instead of a hang.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
+
+/// One message on the channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Msg {
+    /// parent → child: cgroups and id mappings are in place, go on.
+    Go,
+    /// child → parent: namespaces and mounts are set up; run the createRuntime/prestart hooks.
+    RunHooks,
+    /// parent → child: the hooks ran.
+    HooksDone,
+    /// child → parent: fully set up, about to wait for `start` (the pid is the init's own).
+    Ready,
+    /// child → parent: the pid of the process that will become the container init, when an
+    /// intermediate process had to fork it (joining a pid namespace owned by a joined user ns).
+    Pid(i32),
+    /// either way: the sender failed; the text is the error.
+    Error(String),
+}
+
+impl Msg {
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Msg::Go => vec![b'G'],
+            Msg::RunHooks => vec![b'H'],
+            Msg::HooksDone => vec![b'D'],
+            Msg::Ready => vec![b'R'],
+            Msg::Pid(p) => {
+                let mut v = vec![b'P'];
+                v.extend_from_slice(&p.to_le_bytes());
+                v
+            }
+            Msg::Error(e) => {
+                let mut v = vec![b'E'];
+                v.extend_from_slice(e.as_bytes());
+                v
+            }
+        }
+    }
+
+    fn decode(b: &[u8]) -> io::Result<Msg> {
+        let bad = || io::Error::new(io::ErrorKind::InvalidData, "bad sync message");
+        Ok(match b.first().ok_or_else(bad)? {
+            b'G' => Msg::Go,
+            b'H' => Msg::RunHooks,
+            b'D' => Msg::HooksDone,
+            b'R' => Msg::Ready,
+            b'P' => Msg::Pid(i32::from_le_bytes(b[1..5].try_into().map_err(|_| bad())?)),
+            b'E' => Msg::Error(String::from_utf8_lossy(&b[1..]).into_owned()),
+            _ => return Err(bad()),
+        })
+    }
+}
+
+/// One end of the sync channel.
+#[derive(Debug)]
+pub struct Channel(OwnedFd);
+
+impl Channel {
+    /// A connected pair: (parent end, child end).
+    pub fn pair() -> io::Result<(Channel, Channel)> {
+        let (a, b) = socket::socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?;
+        Ok((Channel(a), Channel(b)))
+    }
+
+    pub fn send(&self, m: &Msg) -> io::Result<()> {
+        let buf = m.encode();
+        socket::send(self.0.as_raw_fd(), &buf, MsgFlags::MSG_NOSIGNAL)?;
+        Ok(())
+    }
+
+    /// Receive one message; `Ok(None)` when the peer closed its end (it exited).
+    pub fn recv(&self) -> io::Result<Option<Msg>> {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match socket::recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Ok(0) => return Ok(None),
+                Ok(n) => return Msg::decode(&buf[..n]).map(Some),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}

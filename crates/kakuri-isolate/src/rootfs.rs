@@ -1,0 +1,638 @@
+//! The container's root filesystem: mounts, devices, the console, pivot_root, masked and
+//! read-only paths.
+//!
+//! Every path inside the rootfs is opened through `openat2(RESOLVE_IN_ROOT)` from a descriptor of
+//! the rootfs, and mounts land on `/proc/self/fd/N` of that verified descriptor: a symlink in the
+//! rootfs (or one swapped in while we work) cannot send a mount to the host.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use kakuri_spec::os_error;
+
+use crate::mountopts::{self, MountOptions};
+use crate::sys;
+use crate::{CgroupMountSource, DevicePlan, InitPlan, MountPlan};
+
+pub(crate) type R<T> = Result<T, String>;
+
+fn fdpath(fd: BorrowedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// The path relative to the container root, with `.`/`..`/root components normalised away the
+/// way a lookup under RESOLVE_IN_ROOT treats them.
+fn rel(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Open `path` inside the root `root` (O_PATH unless `flags` says otherwise).
+pub(crate) fn open_in(root: BorrowedFd, path: &Path, flags: libc::c_int) -> std::io::Result<OwnedFd> {
+    let r = rel(path);
+    let p = if r.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        r.as_path()
+    };
+    sys::openat_in_root(root, p, flags)
+}
+
+/// Create directory `path` and its parents inside `root`, returning an O_PATH fd of it.
+pub(crate) fn mkdir_all(root: BorrowedFd, path: &Path) -> std::io::Result<OwnedFd> {
+    match open_in(root, path, libc::O_PATH | libc::O_DIRECTORY) {
+        Ok(fd) => return Ok(fd),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        Err(e) => return Err(e),
+    }
+    let r = rel(path);
+    let parent = r.parent().unwrap_or(Path::new(""));
+    let name = r
+        .file_name()
+        .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let pfd = mkdir_all(root, parent)?;
+    let cname = CString::new(name.as_bytes()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    // SAFETY: mkdirat with a valid dir fd and a single NUL-terminated path component.
+    let rc = unsafe { libc::mkdirat(pfd.as_raw_fd(), cname.as_ptr(), 0o755) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EEXIST) {
+            return Err(e);
+        }
+    }
+    open_in(root, path, libc::O_PATH | libc::O_DIRECTORY)
+}
+
+/// Create an empty file at `path` inside `root` (parents included) unless something is there,
+/// returning an O_PATH fd of what is there.
+fn mkfile_all(root: BorrowedFd, path: &Path) -> std::io::Result<OwnedFd> {
+    match open_in(root, path, libc::O_PATH) {
+        Ok(fd) => return Ok(fd),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        Err(e) => return Err(e),
+    }
+    let r = rel(path);
+    let parent = r.parent().unwrap_or(Path::new(""));
+    let name = r
+        .file_name()
+        .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let pfd = mkdir_all(root, parent)?;
+    let cname = CString::new(name.as_bytes()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    // SAFETY: openat with a valid dir fd and a single path component; the new fd is closed at once.
+    let fd = unsafe {
+        libc::openat(
+            pfd.as_raw_fd(),
+            cname.as_ptr(),
+            libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+            0o644,
+        )
+    };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EEXIST) {
+            return Err(e);
+        }
+    } else {
+        // SAFETY: we own the fd just opened.
+        unsafe { libc::close(fd) };
+    }
+    open_in(root, path, libc::O_PATH)
+}
+
+/// The `MS_*` flags a mount already has that a bind remount must keep (the kernel refuses to
+/// clear locked nosuid/nodev/noexec/atime flags in a user namespace).
+fn current_flags(target: &Path) -> libc::c_ulong {
+    match nix::sys::statvfs::statvfs(target) {
+        Ok(s) => {
+            use nix::sys::statvfs::FsFlags as F;
+            let f = s.flags();
+            let mut m = 0;
+            for (st, ms) in [
+                (F::ST_RDONLY, libc::MS_RDONLY),
+                (F::ST_NOSUID, libc::MS_NOSUID),
+                (F::ST_NODEV, libc::MS_NODEV),
+                (F::ST_NOEXEC, libc::MS_NOEXEC),
+                (F::ST_NOATIME, libc::MS_NOATIME),
+                (F::ST_NODIRATIME, libc::MS_NODIRATIME),
+                (F::ST_RELATIME, libc::MS_RELATIME),
+            ] {
+                if f.contains(st) {
+                    m |= ms;
+                }
+            }
+            m
+        }
+        Err(_) => 0,
+    }
+}
+
+const REMOUNTABLE: libc::c_ulong = libc::MS_RDONLY
+    | libc::MS_NOSUID
+    | libc::MS_NODEV
+    | libc::MS_NOEXEC
+    | libc::MS_NOATIME
+    | libc::MS_NODIRATIME
+    | libc::MS_RELATIME
+    | libc::MS_STRICTATIME;
+
+/// Remount the bind mount at `target` with `o`'s flags, keeping what it had unless `o` clears it.
+fn bind_remount(target: &Path, o: &MountOptions) -> std::io::Result<()> {
+    let want = o.flags & REMOUNTABLE;
+    let have = current_flags(target);
+    let flags = ((have & !o.cleared) | want) & REMOUNTABLE;
+    sys::mount(
+        None,
+        target,
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | flags,
+        None,
+    )
+}
+
+fn mount_err(m: &MountPlan, e: &std::io::Error) -> String {
+    format!(
+        "error mounting {:?} to rootfs at {:?}: {}",
+        m.source.as_deref().unwrap_or(Path::new(&m.fstype)),
+        m.destination,
+        os_error(e)
+    )
+}
+
+fn is_dir_source(src: &Path) -> bool {
+    std::fs::metadata(src).map(|m| m.is_dir()).unwrap_or(true)
+}
+
+/// Do one mount of the config's `mounts` inside the rootfs.
+fn do_mount(root: BorrowedFd, m: &MountPlan, plan: &InitPlan) -> R<()> {
+    let o = &m.options;
+    if m.fstype == "cgroup" || m.fstype == "cgroup2" {
+        return mount_cgroups(root, m, plan);
+    }
+    let bind = o.is_bind();
+    let target = if bind && m.source.as_deref().is_some_and(|s| !is_dir_source(s)) {
+        mkfile_all(root, &m.destination)
+    } else {
+        mkdir_all(root, &m.destination)
+    }
+    .map_err(|e| mount_err(m, &e))?;
+    let tpath = fdpath(target.as_fd());
+    if bind {
+        let src = m
+            .source
+            .as_deref()
+            .ok_or_else(|| format!("mount {:?}: a bind mount needs a source", m.destination))?;
+        sys::mount(
+            Some(src),
+            &tpath,
+            None,
+            libc::MS_BIND | (o.flags & libc::MS_REC),
+            None,
+        )
+        .map_err(|e| mount_err(m, &e))?;
+        // Re-open: the new fd resolves to the root of the mount just made.
+        let mounted = open_in(root, &m.destination, libc::O_PATH).map_err(|e| mount_err(m, &e))?;
+        let mpath = fdpath(mounted.as_fd());
+        if o.flags & REMOUNTABLE != 0 || o.cleared & REMOUNTABLE != 0 {
+            bind_remount(&mpath, o).map_err(|e| mount_err(m, &e))?;
+        }
+        finish_mount(&mounted, m)?;
+    } else {
+        let src = m.source.as_deref().unwrap_or(Path::new(&m.fstype));
+        let flags = o.flags & !(libc::MS_BIND | libc::MS_REC);
+        let r = sys::mount(Some(src), &tpath, Some(&m.fstype), flags, Some(&o.data));
+        match r {
+            Ok(()) => {}
+            // In a user namespace that does not own the network namespace, sysfs cannot be
+            // mounted; fall back to a recursive bind of the host's, as runc does.
+            Err(e) if m.fstype == "sysfs" && e.raw_os_error() == Some(libc::EPERM) => {
+                sys::mount(
+                    Some(Path::new("/sys")),
+                    &tpath,
+                    None,
+                    libc::MS_BIND | libc::MS_REC,
+                    None,
+                )
+                .map_err(|e| mount_err(m, &e))?;
+                let mounted =
+                    open_in(root, &m.destination, libc::O_PATH).map_err(|e| mount_err(m, &e))?;
+                bind_remount(&fdpath(mounted.as_fd()), o).map_err(|e| mount_err(m, &e))?;
+            }
+            Err(e) => return Err(mount_err(m, &e)),
+        }
+        let mounted = open_in(root, &m.destination, libc::O_PATH).map_err(|e| mount_err(m, &e))?;
+        finish_mount(&mounted, m)?;
+    }
+    Ok(())
+}
+
+/// Propagation and recursive attributes, which apply to a mount once it exists.
+fn finish_mount(mounted: &OwnedFd, m: &MountPlan) -> R<()> {
+    let o = &m.options;
+    let p = fdpath(mounted.as_fd());
+    for prop in &o.propagation {
+        sys::mount(None, &p, None, *prop, None).map_err(|e| mount_err(m, &e))?;
+    }
+    if o.rec_attr_set != 0 || o.rec_attr_clr != 0 {
+        sys::mount_setattr(mounted.as_fd(), true, o.rec_attr_set, o.rec_attr_clr, 0)
+            .map_err(|e| mount_err(m, &e))?;
+    }
+    Ok(())
+}
+
+/// A `cgroup` mount: on cgroup v2 the container's cgroup2 (its own if it has a cgroup namespace);
+/// on v1/hybrid a tmpfs with one directory per hierarchy, as runc lays it out.
+fn mount_cgroups(root: BorrowedFd, m: &MountPlan, plan: &InitPlan) -> R<()> {
+    let o = &m.options;
+    let flags = o.flags & (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RELATIME);
+    let ro = o.flags & libc::MS_RDONLY != 0;
+    let target = mkdir_all(root, &m.destination).map_err(|e| mount_err(m, &e))?;
+    let one = |dir: &Path, src: &CgroupMountSource| -> R<()> {
+        let t = mkdir_all(root, dir).map_err(|e| mount_err(m, &e))?;
+        let tp = fdpath(t.as_fd());
+        if plan.new_cgroupns {
+            let source = Path::new(if src.fs_type == "cgroup2" {
+                "cgroup2"
+            } else {
+                "cgroup"
+            });
+            let data = (src.fs_type == "cgroup").then_some(src.options.as_str());
+            sys::mount(
+                Some(source),
+                &tp,
+                Some(src.fs_type),
+                flags | if ro { libc::MS_RDONLY } else { 0 },
+                data,
+            )
+            .map_err(|e| mount_err(m, &e))?;
+        } else {
+            sys::mount(Some(&src.host_path), &tp, None, libc::MS_BIND, None)
+                .map_err(|e| mount_err(m, &e))?;
+            let mounted = open_in(root, dir, libc::O_PATH).map_err(|e| mount_err(m, &e))?;
+            let mo = MountOptions {
+                flags: flags | if ro { libc::MS_RDONLY } else { 0 },
+                ..Default::default()
+            };
+            bind_remount(&fdpath(mounted.as_fd()), &mo).map_err(|e| mount_err(m, &e))?;
+        }
+        Ok(())
+    };
+    let v2_only = plan.cgroup_mounts.len() == 1 && plan.cgroup_mounts[0].fs_type == "cgroup2";
+    if v2_only || m.fstype == "cgroup2" {
+        if let Some(src) = plan.cgroup_mounts.iter().find(|c| c.fs_type == "cgroup2") {
+            one(&m.destination, src)?;
+        }
+        return Ok(());
+    }
+    sys::mount(
+        Some(Path::new("tmpfs")),
+        &fdpath(target.as_fd()),
+        Some("tmpfs"),
+        flags,
+        Some("mode=755"),
+    )
+    .map_err(|e| mount_err(m, &e))?;
+    for src in &plan.cgroup_mounts {
+        one(&m.destination.join(&src.name), src)?;
+    }
+    if ro {
+        let t = open_in(root, &m.destination, libc::O_PATH).map_err(|e| mount_err(m, &e))?;
+        let mo = MountOptions {
+            flags: flags | libc::MS_RDONLY,
+            ..Default::default()
+        };
+        bind_remount(&fdpath(t.as_fd()), &mo).map_err(|e| mount_err(m, &e))?;
+    }
+    Ok(())
+}
+
+/// The devices every container gets, as runc creates them: (name, major, minor).
+const DEFAULT_DEVICES: [(&str, u32, u32); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+fn create_device(root: BorrowedFd, d: &DevicePlan, bind_host: bool) -> R<()> {
+    let err = |e: std::io::Error| format!("create device {:?}: {}", d.path, os_error(&e));
+    let r = rel(&d.path);
+    let parent = r.parent().unwrap_or(Path::new(""));
+    let name = r
+        .file_name()
+        .ok_or_else(|| format!("create device {:?}: not a file path", d.path))?;
+    let pfd = mkdir_all(root, parent).map_err(err)?;
+    // A device node may not be left from an earlier image layer with other numbers.
+    let cname = CString::new(name.as_bytes()).map_err(|_| "device path has a NUL byte")?;
+    // SAFETY: unlinkat on a valid dir fd with one path component; failure (ENOENT) is fine.
+    unsafe { libc::unlinkat(pfd.as_raw_fd(), cname.as_ptr(), 0) };
+    if bind_host {
+        let f = mkfile_all(root, &d.path).map_err(err)?;
+        return sys::mount(Some(&d.path), &fdpath(f.as_fd()), None, libc::MS_BIND, None)
+            .map_err(err);
+    }
+    let dev = libc::makedev(d.major as u32, d.minor as u32);
+    sys::mknodat(pfd.as_fd(), Path::new(name), d.kind | d.mode, dev).map_err(err)?;
+    // SAFETY: fchownat on a valid dir fd with one NUL-terminated component, not following links.
+    let rc = unsafe {
+        libc::fchownat(
+            pfd.as_raw_fd(),
+            cname.as_ptr(),
+            d.uid,
+            d.gid,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc != 0 {
+        return Err(err(std::io::Error::last_os_error()));
+    }
+    // mknod applies the umask: set the mode exactly.
+    // SAFETY: fchmodat on a valid dir fd with one component.
+    unsafe { libc::fchmodat(pfd.as_raw_fd(), cname.as_ptr(), d.mode & 0o7777, 0) };
+    Ok(())
+}
+
+fn create_devices(root: BorrowedFd, plan: &InitPlan) -> R<()> {
+    let bind_host = plan.in_new_userns;
+    if plan.default_devices {
+        for (name, major, minor) in DEFAULT_DEVICES {
+            let d = DevicePlan {
+                path: PathBuf::from("/dev").join(name),
+                kind: libc::S_IFCHR,
+                major: major as i64,
+                minor: minor as i64,
+                mode: 0o666,
+                uid: 0,
+                gid: 0,
+            };
+            if plan.devices.iter().any(|x| x.path == d.path) {
+                continue;
+            }
+            create_device(root, &d, bind_host)?;
+        }
+        let dev = mkdir_all(root, Path::new("/dev")).map_err(|e| format!("/dev: {e}"))?;
+        let mut links = vec![
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+            ("ptmx", "pts/ptmx"),
+        ];
+        if Path::new("/proc/kcore").exists() {
+            links.push(("core", "/proc/kcore"));
+        }
+        for (name, target) in links {
+            let n = CString::new(name).unwrap_or_default();
+            let t = CString::new(target).unwrap_or_default();
+            if name == "ptmx" {
+                // SAFETY: one component under a valid dir fd; ENOENT is fine.
+                unsafe { libc::unlinkat(dev.as_raw_fd(), n.as_ptr(), 0) };
+            }
+            // SAFETY: NUL-terminated strings and a valid dir fd.
+            let rc = unsafe { libc::symlinkat(t.as_ptr(), dev.as_raw_fd(), n.as_ptr()) };
+            if rc != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EEXIST) {
+                    return Err(format!("symlink /dev/{name}: {}", os_error(&e)));
+                }
+            }
+        }
+    }
+    for d in &plan.devices {
+        create_device(root, d, bind_host)?;
+    }
+    Ok(())
+}
+
+/// The pty of a container with `process.terminal`: made in the container's own devpts, with the
+/// slave bound onto /dev/console. Returns (master, slave).
+fn setup_console(root: BorrowedFd) -> R<(OwnedFd, OwnedFd)> {
+    let master = open_in(
+        root,
+        Path::new("/dev/pts/ptmx"),
+        libc::O_RDWR | libc::O_NOCTTY,
+    )
+    .map_err(|e| format!("open the container's /dev/pts/ptmx: {}", os_error(&e)))?;
+    sys::unlockpt(master.as_fd()).map_err(|e| format!("unlockpt: {}", os_error(&e)))?;
+    let slave = sys::pty_peer(master.as_fd(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .map_err(|e| format!("open pty peer: {}", os_error(&e)))?;
+    let console = mkfile_all(root, Path::new("/dev/console"))
+        .map_err(|e| format!("create /dev/console: {}", os_error(&e)))?;
+    sys::mount(
+        Some(&fdpath(slave.as_fd())),
+        &fdpath(console.as_fd()),
+        None,
+        libc::MS_BIND,
+        None,
+    )
+    .map_err(|e| format!("bind the console onto /dev/console: {}", os_error(&e)))?;
+    Ok((master, slave))
+}
+
+/// Everything up to (not including) pivot_root. Returns the console (master, slave) if any.
+pub(crate) fn prepare(plan: &InitPlan) -> R<(OwnedFd, Option<(OwnedFd, OwnedFd)>)> {
+    let prop = plan.root_propagation.unwrap_or(libc::MS_SLAVE | libc::MS_REC);
+    sys::mount(None, Path::new("/"), None, prop, None)
+        .map_err(|e| format!("make / {prop:#x}: {}", os_error(&e)))?;
+    // pivot_root needs the new root to be a mount point whose parent is not shared.
+    sys::mount(
+        Some(&plan.rootfs),
+        &plan.rootfs,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )
+    .map_err(|e| format!("bind rootfs {:?}: {}", plan.rootfs, os_error(&e)))?;
+    if prop & libc::MS_SHARED != 0 {
+        sys::mount(None, &plan.rootfs, None, libc::MS_PRIVATE, None)
+            .map_err(|e| format!("make rootfs private: {}", os_error(&e)))?;
+    }
+    let root = nix::fcntl::open(
+        &plan.rootfs,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| format!("open rootfs {:?}: {e}", plan.rootfs))?;
+    // SAFETY: nix returned a fresh descriptor we now own.
+    let root: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(root) };
+    for m in &plan.mounts {
+        do_mount(root.as_fd(), m, plan)?;
+    }
+    create_devices(root.as_fd(), plan)?;
+    let console = if plan.process.terminal {
+        Some(setup_console(root.as_fd())?)
+    } else {
+        None
+    };
+    Ok((root, console))
+}
+
+/// Switch to the rootfs: pivot_root (or, with `--no-pivot`, a move mount and chroot).
+pub(crate) fn pivot(plan: &InitPlan, root: &OwnedFd) -> R<()> {
+    nix::unistd::fchdir(root.as_raw_fd()).map_err(|e| format!("chdir rootfs: {e}"))?;
+    if plan.no_pivot {
+        sys::mount(Some(&plan.rootfs), Path::new("/"), None, libc::MS_MOVE, None)
+            .map_err(|e| format!("move rootfs to /: {}", os_error(&e)))?;
+        nix::unistd::chroot(".").map_err(|e| format!("chroot: {e}"))?;
+    } else {
+        let dot = Path::new(".");
+        sys::pivot_root(dot, dot).map_err(|e| format!("pivot_root: {}", os_error(&e)))?;
+        // Keep the old root's unmount from reaching the host, then drop it.
+        sys::mount(None, dot, None, libc::MS_SLAVE | libc::MS_REC, None)
+            .map_err(|e| format!("make old root rslave: {}", os_error(&e)))?;
+        sys::umount2(dot, libc::MNT_DETACH)
+            .map_err(|e| format!("unmount old root: {}", os_error(&e)))?;
+    }
+    nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+    Ok(())
+}
+
+/// After pivot: masked and read-only paths, a read-only root, the final root propagation.
+pub(crate) fn finalize(plan: &InitPlan) -> R<()> {
+    let root = nix::fcntl::open(
+        "/",
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| format!("open /: {e}"))?;
+    // SAFETY: fresh descriptor from nix.
+    let root: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(root) };
+    for p in &plan.readonly_paths {
+        let fd = match open_in(root.as_fd(), p, libc::O_PATH) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(format!("readonly path {p:?}: {}", os_error(&e))),
+        };
+        sys::mount(
+            Some(&fdpath(fd.as_fd())),
+            &fdpath(fd.as_fd()),
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )
+        .map_err(|e| format!("readonly path {p:?}: {}", os_error(&e)))?;
+        let m = open_in(root.as_fd(), p, libc::O_PATH)
+            .map_err(|e| format!("readonly path {p:?}: {}", os_error(&e)))?;
+        let o = MountOptions {
+            flags: libc::MS_RDONLY,
+            ..Default::default()
+        };
+        bind_remount(&fdpath(m.as_fd()), &o)
+            .map_err(|e| format!("readonly path {p:?}: {}", os_error(&e)))?;
+    }
+    if !plan.masked_paths.is_empty() {
+        let null = verified_dev_null(root.as_fd())?;
+        for p in &plan.masked_paths {
+            let fd = match open_in(root.as_fd(), p, libc::O_PATH) {
+                Ok(fd) => fd,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                Err(e) => return Err(format!("masked path {p:?}: {}", os_error(&e))),
+            };
+            let st = nix::sys::stat::fstat(fd.as_raw_fd())
+                .map_err(|e| format!("masked path {p:?}: {e}"))?;
+            let target = fdpath(fd.as_fd());
+            let r = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                sys::mount(
+                    Some(Path::new("tmpfs")),
+                    &target,
+                    Some("tmpfs"),
+                    libc::MS_RDONLY,
+                    None,
+                )
+            } else {
+                sys::mount(Some(&fdpath(null.as_fd())), &target, None, libc::MS_BIND, None)
+            };
+            r.map_err(|e| format!("masked path {p:?}: {}", os_error(&e)))?;
+        }
+    }
+    if plan.root_readonly {
+        let o = MountOptions {
+            flags: libc::MS_RDONLY,
+            ..Default::default()
+        };
+        bind_remount(Path::new("/"), &o)
+            .map_err(|e| format!("make the root read-only: {}", os_error(&e)))?;
+    }
+    if let Some(p) = plan.root_propagation {
+        sys::mount(None, Path::new("/"), None, p, None)
+            .map_err(|e| format!("rootfsPropagation: {}", os_error(&e)))?;
+    }
+    Ok(())
+}
+
+/// /dev/null of the container, checked to be the real null device before anything is masked with
+/// it (a container could have put another file there).
+fn verified_dev_null(root: BorrowedFd) -> R<OwnedFd> {
+    let fd = open_in(root, Path::new("/dev/null"), libc::O_PATH)
+        .map_err(|e| format!("open /dev/null to mask paths: {}", os_error(&e)))?;
+    let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|e| format!("stat /dev/null: {e}"))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != libc::makedev(1, 3) {
+        return Err("/dev/null in the container is not the null device (1:3): refusing to mask paths with it".into());
+    }
+    Ok(fd)
+}
+
+/// Parse the mounts of a spec into plans (before forking, so errors come early).
+pub fn mount_plans(mounts: &[kakuri_spec::oci::Mount], bundle: &Path) -> R<Vec<MountPlan>> {
+    let mut out = Vec::with_capacity(mounts.len());
+    for (i, m) in mounts.iter().enumerate() {
+        let options = mountopts::parse(m.options().as_deref().unwrap_or(&[]));
+        let fstype = m.typ().clone().unwrap_or_default();
+        let mut options = options;
+        if fstype == "bind" {
+            options.flags |= libc::MS_BIND;
+        }
+        if options.idmap {
+            return Err(format!(
+                "mounts[{i}].options: idmapped mounts (\"idmap\") are not supported yet"
+            ));
+        }
+        let source = m.source().as_ref().map(|s| {
+            if options.is_bind() && s.is_relative() {
+                bundle.join(s)
+            } else {
+                s.clone()
+            }
+        });
+        if options.is_bind() {
+            match &source {
+                None => return Err(format!("mounts[{i}].source: a bind mount needs a source")),
+                Some(s) => {
+                    if let Err(e) = std::fs::symlink_metadata(s) {
+                        return Err(format!("mounts[{i}].source: {s:?}: {}", os_error(&e)));
+                    }
+                }
+            }
+        } else if fstype.is_empty() {
+            return Err(format!(
+                "mounts[{i}].type: required for a mount that is not a bind mount ({:?})",
+                m.destination()
+            ));
+        }
+        if !m.destination().is_absolute() {
+            return Err(format!(
+                "mounts[{i}].destination: {:?} is not an absolute path",
+                m.destination()
+            ));
+        }
+        out.push(MountPlan {
+            destination: m.destination().clone(),
+            source,
+            fstype,
+            options,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,342 @@
+//! Thin wrappers over the Linux system calls that neither `std` nor `nix` cover.
+//!
+//! Every `unsafe` block of the isolate crate that talks to the kernel directly lives here, each with
+//! its own `SAFETY:` note, so the rest of the crate is safe Rust.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+fn cvt(r: libc::c_long) -> io::Result<libc::c_long> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn cstr(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+/// Outcome of [`fork_clone`]: which side of the fork we are on.
+pub enum Forked {
+    Parent(libc::pid_t),
+    Child,
+}
+
+/// `clone(2)` with fork semantics (no new stack: the child continues on a copy of the caller's).
+///
+/// `flags` may carry `CLONE_NEW*` namespace flags; `SIGCHLD` is always added so the parent can
+/// wait for the child.
+///
+/// # Safety
+/// The caller must be single-threaded (as after `fork`, only async-signal-safe work is sound in
+/// the child of a multi-threaded process). kakuri starts no threads before it creates containers.
+pub unsafe fn fork_clone(flags: libc::c_int) -> io::Result<Forked> {
+    // SAFETY: raw clone without CLONE_VM and with a NULL stack behaves like fork(2): the child gets
+    // a copy-on-write copy of the address space and resumes here; the caller guarantees that the
+    // process is single-threaded.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0 as libc::c_ulong,
+        )
+    };
+    match cvt(r)? {
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as libc::pid_t)),
+    }
+}
+
+/// `pivot_root(2)`.
+pub fn pivot_root(new_root: &Path, put_old: &Path) -> io::Result<()> {
+    let a = cstr(new_root)?;
+    let b = cstr(put_old)?;
+    // SAFETY: both arguments are valid NUL-terminated strings that outlive the call.
+    cvt(unsafe { libc::syscall(libc::SYS_pivot_root, a.as_ptr(), b.as_ptr()) }).map(|_| ())
+}
+
+/// `openat2(2)` resolving `path` as if `dir` were the root (`RESOLVE_IN_ROOT`), never following
+/// magic links: a symlink inside a container's rootfs cannot lead out of it.
+pub fn openat_in_root(dir: BorrowedFd, path: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {
+    let p = cstr(path)?;
+    // SAFETY: open_how is plain data; all-zero is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: `how` is a properly initialised open_how of the size we pass; `p` is NUL-terminated.
+    let fd = cvt(unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            p.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    })?;
+    // SAFETY: openat2 returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Mark every descriptor from `first` up as close-on-exec (`close_range(2)`).
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes descriptor flags.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    })
+    .map(|_| ())
+}
+
+/// `pidfd_open(2)`.
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments.
+    let fd = cvt(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    // SAFETY: the kernel returned a fresh descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `pidfd_send_signal(2)`.
+pub fn pidfd_send_signal(pidfd: BorrowedFd, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: NULL siginfo is allowed; the fd is valid for the duration of the call.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    })
+    .map(|_| ())
+}
+
+/// Join (or create, with `name` = None) a session keyring: `keyctl(KEYCTL_JOIN_SESSION_KEYRING)`.
+pub fn join_session_keyring(name: Option<&CStr>) -> io::Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    let ptr = name.map_or(std::ptr::null(), |n| n.as_ptr());
+    // SAFETY: the name pointer is NULL or a NUL-terminated string valid for the call.
+    cvt(unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, ptr) }).map(|_| ())
+}
+
+/// `mount(2)` onto a target given as a path (which may be a `/proc/self/fd/N` magic link).
+pub fn mount(
+    source: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
+    let src = source.map(cstr).transpose()?;
+    let tgt = cstr(target)?;
+    let fst = fstype
+        .map(|s| CString::new(s).map_err(|_| io::ErrorKind::InvalidInput))
+        .transpose()?;
+    let dat = data
+        .filter(|d| !d.is_empty())
+        .map(|s| CString::new(s).map_err(|_| io::ErrorKind::InvalidInput))
+        .transpose()?;
+    // SAFETY: every pointer is NULL or a NUL-terminated string that outlives the call.
+    let r = unsafe {
+        libc::mount(
+            src.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+            tgt.as_ptr(),
+            fst.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+            flags,
+            dat.as_ref()
+                .map_or(std::ptr::null(), |s| s.as_ptr() as *const libc::c_void),
+        )
+    };
+    cvt(r as libc::c_long).map(|_| ())
+}
+
+/// `umount2(2)`.
+pub fn umount2(target: &Path, flags: libc::c_int) -> io::Result<()> {
+    let t = cstr(target)?;
+    // SAFETY: NUL-terminated path valid for the call.
+    cvt(unsafe { libc::umount2(t.as_ptr(), flags) } as libc::c_long).map(|_| ())
+}
+
+/// `mount_setattr(2)` on an fd (AT_EMPTY_PATH), optionally recursive.
+pub fn mount_setattr(
+    fd: BorrowedFd,
+    recursive: bool,
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+) -> io::Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr {
+        attr_set,
+        attr_clr,
+        propagation,
+        userns_fd: 0,
+    };
+    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    let empty = c"";
+    // SAFETY: `attr` is a mount_attr of the size we pass; the path is an empty C string.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })
+    .map(|_| ())
+}
+
+/// Start time of a process in clock ticks since boot (field 22 of `/proc/<pid>/stat`) and its state
+/// letter, used to tell a container's init from a later process that reused its pid.
+pub fn proc_start_time(pid: libc::pid_t) -> io::Result<(u64, char)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    let rest = s
+        .rfind(')')
+        .map(|i| &s[i + 2..])
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad /proc stat"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first().and_then(|f| f.chars().next()).unwrap_or('?');
+    let start = fields
+        .get(19)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad /proc stat"))?;
+    Ok((start, state))
+}
+
+/// The pty peer of a master, opened without any path lookup (`TIOCGPTPEER`).
+pub fn pty_peer(master: BorrowedFd, flags: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: ioctl on a valid fd with an integer argument.
+    let fd = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a fresh descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Unlock a pty master (`TIOCSPTLCK` with 0).
+pub fn unlockpt(master: BorrowedFd) -> io::Result<()> {
+    let zero: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one int from the pointer we pass, valid for the call.
+    let r = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &zero) };
+    cvt(r as libc::c_long).map(|_| ())
+}
+
+/// Make `fd` the controlling terminal of the calling session (`TIOCSCTTY`).
+pub fn set_controlling_tty(fd: BorrowedFd) -> io::Result<()> {
+    // SAFETY: ioctl with an integer argument on a valid fd.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) };
+    cvt(r as libc::c_long).map(|_| ())
+}
+
+/// Set the window size of a terminal.
+pub fn set_winsize(fd: BorrowedFd, rows: u16, cols: u16) -> io::Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a winsize from the pointer, valid for the call.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    cvt(r as libc::c_long).map(|_| ())
+}
+
+/// Read a terminal's window size.
+pub fn get_winsize(fd: BorrowedFd) -> io::Result<(u16, u16)> {
+    // SAFETY: winsize is plain data; zeroed is a valid value.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes a winsize to the pointer, valid for the call.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
+    cvt(r as libc::c_long).map(|_| (ws.ws_row, ws.ws_col))
+}
+
+/// `execve(2)`: replaces the process image; returns only on error.
+pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
+    let mut a: Vec<*const libc::c_char> = argv.iter().map(|s| s.as_ptr()).collect();
+    a.push(std::ptr::null());
+    let mut e: Vec<*const libc::c_char> = envp.iter().map(|s| s.as_ptr()).collect();
+    e.push(std::ptr::null());
+    // SAFETY: argv/envp are NULL-terminated arrays of NUL-terminated strings kept alive by the
+    // borrowed vectors for the duration of the call.
+    unsafe { libc::execve(path.as_ptr(), a.as_ptr(), e.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+/// `setns(2)` on a namespace fd.
+pub fn setns(fd: BorrowedFd, nstype: libc::c_int) -> io::Result<()> {
+    // SAFETY: plain syscall on a valid fd.
+    let r = unsafe { libc::setns(fd.as_raw_fd(), nstype) };
+    cvt(r as libc::c_long).map(|_| ())
+}
+
+/// `unshare(2)`.
+pub fn unshare(flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: plain syscall with integer argument.
+    let r = unsafe { libc::unshare(flags) };
+    cvt(r as libc::c_long).map(|_| ())
+}
+
+/// `prctl(2)` with integer arguments.
+pub fn prctl(option: libc::c_int, arg2: libc::c_ulong) -> io::Result<libc::c_int> {
+    // SAFETY: the options kakuri uses take only integer arguments.
+    let r = unsafe { libc::prctl(option, arg2, 0 as libc::c_ulong, 0 as libc::c_ulong, 0) };
+    cvt(r as libc::c_long).map(|r| r as libc::c_int)
+}
+
+/// `setresuid`/`setresgid`/`setgroups` as raw syscalls: they act on the calling thread, which is the
+/// whole process here (single-threaded), without glibc's cross-thread broadcast machinery.
+pub fn setresgid(gid: u32) -> io::Result<()> {
+    // SAFETY: integer syscall.
+    cvt(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) }).map(|_| ())
+}
+
+/// See [`setresgid`].
+pub fn setresuid(uid: u32) -> io::Result<()> {
+    // SAFETY: integer syscall.
+    cvt(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) }).map(|_| ())
+}
+
+/// See [`setresgid`].
+pub fn setgroups(groups: &[u32]) -> io::Result<()> {
+    // SAFETY: the pointer and length describe a valid slice of gid_t-sized values.
+    cvt(unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) }).map(|_| ())
+}
+
+/// `mknod(2)` relative to a directory fd.
+pub fn mknodat(dir: BorrowedFd, name: &Path, mode: u32, dev: u64) -> io::Result<()> {
+    let n = cstr(name)?;
+    // SAFETY: NUL-terminated name, valid dir fd.
+    let r = unsafe { libc::mknodat(dir.as_raw_fd(), n.as_ptr(), mode, dev as libc::dev_t) };
+    cvt(r as libc::c_long).map(|_| ())
+}
+
+/// `_exit(2)`: leave a forked child without running the parent's atexit handlers or destructors.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit is always safe to call; it does not return.
+    unsafe { libc::_exit(code) }
+}
