@@ -1,1 +1,434 @@
-//! placeholder
+//! Containers and their lifecycle: create → created → (start) → running → stopped, and paused.
+//!
+//! A [`Runtime`] is one `--root` directory. Every operation opens the container's directory
+//! under it, takes its lock, reads `state.json` and derives the status from the live system (is
+//! the init alive, is the exec fifo still there, is the cgroup frozen), so the state file is
+//! written once, by `create`.
+
+pub mod create;
+pub mod features;
+pub mod hooks;
+pub mod state;
+mod run;
+
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use kakuri_spec::os_error;
+use serde::Serialize;
+
+pub use create::CreateOptions;
+pub use state::{ContainerDir, State, Status};
+
+/// An error of a kakuri operation. The text is what the user (and clients such as containerd and
+/// podman, which match runc's texts) sees.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("container {0:?} does not exist")]
+    NotExist(String),
+    #[error("container not running")]
+    NotRunning,
+    #[error("{0}")]
+    Msg(String),
+}
+
+impl Error {
+    pub fn msg(s: impl Into<String>) -> Error {
+        Error::Msg(s.into())
+    }
+
+    pub fn io(what: impl std::fmt::Display, e: std::io::Error) -> Error {
+        Error::Msg(format!("{what}: {}", os_error(&e)))
+    }
+}
+
+/// The runtime: where state lives and the global options.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub root: PathBuf,
+    pub systemd_cgroup: bool,
+}
+
+/// The state of a container, as `state` prints it (runc's shape).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateOutput {
+    pub oci_version: String,
+    pub id: String,
+    pub pid: i32,
+    pub status: String,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    pub owner: String,
+    #[serde(skip_serializing_if = "std::collections::HashMap::is_empty")]
+    pub annotations: std::collections::HashMap<String, String>,
+}
+
+/// The state passed to hooks on stdin: the runtime-spec `state` object.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HookState<'a> {
+    pub oci_version: &'static str,
+    pub id: &'a str,
+    pub status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    pub bundle: &'a Path,
+    #[serde(skip_serializing_if = "std::collections::HashMap::is_empty")]
+    pub annotations: &'a std::collections::HashMap<String, String>,
+}
+
+impl<'a> HookState<'a> {
+    pub fn of(s: &'a State, status: &'a str, pid: Option<i32>) -> HookState<'a> {
+        HookState {
+            oci_version: kakuri_spec::OCI_VERSION,
+            id: &s.id,
+            status,
+            pid,
+            bundle: &s.bundle,
+            annotations: &s.annotations,
+        }
+    }
+
+    pub fn json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// One row of `list`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListEntry {
+    pub oci_version: String,
+    pub id: String,
+    pub pid: i32,
+    pub status: String,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    #[serde(skip_serializing_if = "std::collections::HashMap::is_empty")]
+    pub annotations: std::collections::HashMap<String, String>,
+    pub owner: String,
+}
+
+fn user_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| format!("#{uid}"))
+}
+
+/// Wait until process `pid` (not necessarily our child) has exited, up to `timeout`.
+fn wait_gone(pid: i32, timeout: Duration) -> bool {
+    let fd = match kakuri_isolate::sys::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(_) => return true,
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
+            Ok(n) if n > 0 => return true,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Parse a signal as runc does: a name with or without `SIG`, or a number.
+pub fn parse_signal(s: &str) -> Result<i32, Error> {
+    if let Ok(n) = s.parse::<i32>() {
+        if n > 0 && n <= libc::SIGRTMAX() {
+            return Ok(n);
+        }
+        return Err(Error::msg(format!("unknown signal {s:?}")));
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up.clone()
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|sig| sig as i32)
+        .map_err(|_| Error::msg(format!("unknown signal {s:?}")))
+}
+
+impl Runtime {
+    pub fn new(root: impl Into<PathBuf>) -> Runtime {
+        Runtime {
+            root: root.into(),
+            systemd_cgroup: false,
+        }
+    }
+
+    fn open(&self, id: &str) -> Result<(ContainerDir, State, Status), Error> {
+        let dir = ContainerDir::open(&self.root, id)?;
+        let st = dir.load().map_err(|e| match e {
+            Error::NotExist(_) => Error::NotExist(id.to_string()),
+            e => e,
+        })?;
+        let status = state::status(&dir.path, &st);
+        Ok((dir, st, status))
+    }
+
+    /// `state ID`.
+    pub fn state(&self, id: &str) -> Result<StateOutput, Error> {
+        let (_dir, st, status) = self.open(id)?;
+        Ok(StateOutput {
+            oci_version: kakuri_spec::OCI_VERSION.to_string(),
+            id: st.id.clone(),
+            pid: if status == Status::Stopped { 0 } else { st.pid },
+            status: status.to_string(),
+            bundle: st.bundle.clone(),
+            rootfs: st.rootfs.clone(),
+            created: st.created.clone(),
+            owner: st.owner.clone(),
+            annotations: st.annotations.clone(),
+        })
+    }
+
+    /// `start ID`: release a created container's init to exec the user process.
+    pub fn start(&self, id: &str) -> Result<(), Error> {
+        let (dir, st, status) = self.open(id)?;
+        match status {
+            Status::Created => {}
+            Status::Stopped => {
+                return Err(Error::msg("cannot start a container that has stopped"))
+            }
+            Status::Running | Status::Paused => {
+                return Err(Error::msg("cannot start an already running container"))
+            }
+            Status::Creating => {
+                return Err(Error::msg("cannot start a container that is still being created"))
+            }
+        }
+        start_created(&dir.path, &st)
+    }
+
+    /// `kill ID SIGNAL [--all]`.
+    pub fn kill(&self, id: &str, sig: i32, all: bool) -> Result<(), Error> {
+        let (_dir, st, status) = self.open(id)?;
+        if status == Status::Stopped {
+            return Err(Error::NotRunning);
+        }
+        if all {
+            return st
+                .cgroup
+                .kill_all(sig)
+                .map_err(|e| Error::msg(format!("kill all processes of {id}: {e}")));
+        }
+        signal_init(&st, sig)
+    }
+
+    /// `delete ID [--force]`.
+    pub fn delete(&self, id: &str, force: bool) -> Result<(), Error> {
+        let dir = match ContainerDir::open(&self.root, id) {
+            Ok(d) => d,
+            Err(Error::NotExist(_)) if force => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let st = match dir.load() {
+            Ok(s) => s,
+            // A create that died before writing its state leaves only the directory.
+            Err(Error::NotExist(_)) => {
+                if force {
+                    return dir.remove();
+                }
+                return Err(Error::NotExist(id.to_string()));
+            }
+            Err(e) => return Err(e),
+        };
+        let status = state::status(&dir.path, &st);
+        match status {
+            Status::Stopped => {}
+            Status::Created | Status::Creating => stop_init(&st)?,
+            Status::Running | Status::Paused => {
+                if !force {
+                    return Err(Error::msg(format!(
+                        "cannot delete container {id} that is not stopped: {status}"
+                    )));
+                }
+                stop_init(&st)?;
+            }
+        }
+        destroy(dir, &st)
+    }
+
+    /// `pause ID`: freeze every process of a running container.
+    pub fn pause(&self, id: &str) -> Result<(), Error> {
+        let (_dir, st, status) = self.open(id)?;
+        match status {
+            Status::Running => st
+                .cgroup
+                .freeze()
+                .map_err(|e| Error::msg(format!("pause {id}: {e}"))),
+            Status::Paused => Err(Error::msg("container already paused")),
+            _ => Err(Error::NotRunning),
+        }
+    }
+
+    /// `resume ID`: thaw a paused container.
+    pub fn resume(&self, id: &str) -> Result<(), Error> {
+        let (_dir, st, status) = self.open(id)?;
+        match status {
+            Status::Paused => st
+                .cgroup
+                .thaw()
+                .map_err(|e| Error::msg(format!("resume {id}: {e}"))),
+            _ => Err(Error::msg("container not paused")),
+        }
+    }
+
+    /// `ps ID`: the host pids of every process in the container's cgroup.
+    pub fn pids(&self, id: &str) -> Result<Vec<i32>, Error> {
+        let (_dir, st, _status) = self.open(id)?;
+        st.cgroup
+            .pids()
+            .map_err(|e| Error::msg(format!("list processes of {id}: {e}")))
+    }
+
+    /// `list`: every container under the root, sorted by id.
+    pub fn list(&self) -> Result<Vec<ListEntry>, Error> {
+        let rd = match std::fs::read_dir(&self.root) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(format!("read {}", self.root.display()), e)),
+        };
+        let mut out = Vec::new();
+        for ent in rd.flatten() {
+            let path = ent.path();
+            let Ok(st) = state::load_state(&path) else {
+                continue;
+            };
+            let status = state::status(&path, &st);
+            let owner = std::os::unix::fs::MetadataExt::uid(
+                &std::fs::metadata(&path).map_err(|e| Error::io(path.display(), e))?,
+            );
+            out.push(ListEntry {
+                oci_version: kakuri_spec::OCI_VERSION.to_string(),
+                id: st.id.clone(),
+                pid: if status == Status::Stopped { 0 } else { st.pid },
+                status: status.to_string(),
+                bundle: st.bundle,
+                rootfs: st.rootfs,
+                created: st.created,
+                annotations: st.annotations,
+                owner: user_name(owner),
+            });
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+}
+
+/// Release the init of a created container: one byte into its exec fifo.
+fn start_created(dir: &Path, st: &State) -> Result<(), Error> {
+    let fifo = dir.join(state::FIFO);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&fifo);
+    let mut f = match f {
+        Ok(f) => f,
+        // No reader: the init is gone.
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => return Err(Error::NotRunning),
+        Err(e) => return Err(Error::io(format!("open exec fifo {}", fifo.display()), e)),
+    };
+    use std::io::Write;
+    f.write_all(b"0")
+        .map_err(|e| Error::io("release the container init", e))?;
+    drop(f);
+    std::fs::remove_file(&fifo).map_err(|e| Error::io(format!("remove {}", fifo.display()), e))?;
+    if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststart().as_ref()) {
+        let json = HookState::of(st, "running", Some(st.pid)).json();
+        if let Err(e) = hooks::run("poststart", h, &json) {
+            log::warn!("{e}");
+        }
+    }
+    Ok(())
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+fn signal_init(st: &State, sig: i32) -> Result<(), Error> {
+    let fd = match kakuri_isolate::sys::pidfd_open(st.pid) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Err(Error::NotRunning),
+        Err(e) => return Err(Error::io("pidfd_open", e)),
+    };
+    // The pidfd pins the process: check it is still our init before signalling.
+    if !state::init_alive(st) {
+        return Err(Error::NotRunning);
+    }
+    kakuri_isolate::sys::pidfd_send_signal(fd.as_fd(), sig).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ESRCH) {
+            Error::NotRunning
+        } else {
+            Error::io(format!("send signal {sig} to the container init"), e)
+        }
+    })
+}
+
+/// SIGKILL the init (and, through the cgroup, everything else in the container) and wait.
+fn stop_init(st: &State) -> Result<(), Error> {
+    if let Err(e) = st.cgroup.kill_all(libc::SIGKILL) {
+        log::debug!("kill all through the cgroup: {e}");
+    }
+    match signal_init(st, libc::SIGKILL) {
+        Ok(()) | Err(Error::NotRunning) => {}
+        Err(e) => return Err(e),
+    }
+    // A paused container must be thawed for SIGKILL to take effect.
+    if st.cgroup.is_frozen().unwrap_or(false) {
+        let _ = st.cgroup.thaw();
+    }
+    if !wait_gone(st.pid, Duration::from_secs(10)) {
+        return Err(Error::msg(format!(
+            "container {} init (pid {}) did not exit after SIGKILL",
+            st.id, st.pid
+        )));
+    }
+    Ok(())
+}
+
+/// Remove everything of a stopped container: cgroups, state, then the poststop hooks.
+fn destroy(dir: ContainerDir, st: &State) -> Result<(), Error> {
+    st.cgroup
+        .destroy()
+        .map_err(|e| Error::msg(format!("remove cgroups of {}: {e}", st.id)))?;
+    dir.remove()?;
+    if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststop().as_ref()) {
+        let json = HookState::of(st, "stopped", None).json();
+        if let Err(e) = hooks::run("poststop", h, &json) {
+            log::warn!("{e}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals() {
+        assert_eq!(parse_signal("KILL").unwrap(), 9);
+        assert_eq!(parse_signal("SIGKILL").unwrap(), 9);
+        assert_eq!(parse_signal("kill").unwrap(), 9);
+        assert_eq!(parse_signal("15").unwrap(), 15);
+        assert_eq!(parse_signal("TERM").unwrap(), 15);
+        assert!(parse_signal("FOO").is_err());
+        assert!(parse_signal("0").is_err());
+        assert!(parse_signal("1000").is_err());
+    }
+}

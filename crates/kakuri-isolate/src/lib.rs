@@ -122,6 +122,9 @@ pub struct InitPlan {
     pub preserve_fds: u32,
     /// The exec fifo, open read-write: init blocks reading one byte from it until `start`.
     pub exec_fifo: Option<OwnedFd>,
+    /// Descriptors of the runtime that the init must not keep (e.g. the state directory lock,
+    /// which would otherwise stay held for the container's whole life).
+    pub close_in_child: Vec<std::os::fd::RawFd>,
 }
 
 /// Steps of the container's init that belong to other crates (hooks, seccomp); they run in the
@@ -131,8 +134,11 @@ pub trait InitSteps {
     fn create_container(&self) -> Result<(), String>;
     /// startContainer hooks: after `start`, before the user process runs.
     fn start_container(&self) -> Result<(), String>;
-    /// The very last step before execve (seccomp).
-    fn before_exec(&self) -> Result<(), String>;
+    /// Load the seccomp filter. Called as late as the kernel allows: without noNewPrivileges the
+    /// filter needs CAP_SYS_ADMIN, so it is loaded just before the user and capabilities change;
+    /// with it, after them, just before the init reports ready (the parent is still there to
+    /// hear of an error).
+    fn load_seccomp(&self) -> Result<(), String>;
 }
 
 /// Steps of `create` that run in the runtime (parent) process.
@@ -256,6 +262,11 @@ pub fn spawn(
     let pid = match forked.map_err(|e| format!("clone: {}", os_error(&e)))? {
         sys::Forked::Child => {
             drop(pch);
+            for fd in &plan.close_in_child {
+                // SAFETY: these descriptors belong to the parent's objects, which this child
+                // never uses; closing our copies cannot affect the parent.
+                unsafe { libc::close(*fd) };
+            }
             let err = match init_main(plan, &cch, steps) {
                 Ok(never) => match never {},
                 Err(e) => e,
@@ -402,6 +413,9 @@ fn init_main(
         None => None,
     };
     let setgroups_ok = !plan.in_new_userns || !plan.gid_mappings.is_empty();
+    if !proc.no_new_privileges {
+        steps.load_seccomp()?;
+    }
     proc.apply_credentials(setgroups_ok)?;
     nix::unistd::chdir(&proc.cwd).map_err(|e| {
         format!(
@@ -418,6 +432,9 @@ fn init_main(
         sys::set_controlling_tty(s.as_fd()).map_err(|e| format!("set controlling tty: {e}"))?;
     }
     sys::cloexec_from(3 + plan.preserve_fds).map_err(|e| format!("close_range: {e}"))?;
+    if proc.no_new_privileges {
+        steps.load_seccomp()?;
+    }
     sys::prctl(libc::PR_SET_PDEATHSIG, 0).map_err(|e| format!("clear parent death signal: {e}"))?;
     ch.send(&Msg::Ready)
         .map_err(|e| format!("sync with runtime: {e}"))?;
@@ -434,7 +451,6 @@ fn init_main(
         }
     }
     steps.start_container()?;
-    steps.before_exec()?;
     Err(proc.exec(&exe))
 }
 

@@ -213,7 +213,7 @@ impl ProcessPlan {
                     if r != 0 {
                         // runc ignores ambient capabilities the kernel refuses (not in
                         // permitted and inheritable): only log.
-                        log::warn!(
+                        log::debug!(
                             "could not raise ambient capability {i}: {}",
                             io::Error::last_os_error()
                         );

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 pub use oci_spec::runtime as oci;
 
+mod default;
 mod validate;
+pub use default::default_config;
 pub use validate::{validate, ValidationError};
 
 /// The runtime-spec version this runtime implements (and writes in `state`).
@@ -19,13 +21,13 @@ pub const OCI_VERSION: &str = "1.3.0";
 /// An error loading a bundle: which file, and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("bundle {bundle}: {source}")]
+    #[error("bundle {bundle}: {}", os_error(source))]
     Bundle {
         bundle: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("open {path}: {source}")]
+    #[error("open {path}: {}", os_error(source))]
     Open {
         path: PathBuf,
         #[source]

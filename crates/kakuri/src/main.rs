@@ -1,1 +1,395 @@
-fn main() {}
+//! kakuri: an OCI container runtime with runc's command line.
+//!
+//! This binary only parses the command line, sets up logging, calls `kakuri-container` and prints
+//! the result. Errors are logged once at level "error" (to `--log` in the chosen format) and, when
+//! the log goes to a file, also printed plainly on stderr; the exit code is 1.
+
+mod logging;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use kakuri_container::{CreateOptions, Error, Runtime};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kakuri",
+    about = "kakuri (隔離) runs OCI containers: an OCI runtime with runc's command line",
+    disable_version_flag = true
+)]
+struct Cli {
+    /// Print the version
+    #[arg(short = 'v', long = "version", global = false)]
+    version: bool,
+    /// Enable debug logging
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Write the log to this file instead of stderr
+    #[arg(long, global = true, value_name = "FILE")]
+    log: Option<PathBuf>,
+    /// Log format: text or json
+    #[arg(long = "log-format", global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// Directory for container state (default /run/kakuri, or $XDG_RUNTIME_DIR/kakuri when not root)
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Path to the criu binary (checkpoint/restore is not supported yet)
+    #[arg(long, global = true, value_name = "PATH")]
+    criu: Option<PathBuf>,
+    /// Use the systemd cgroup driver (not supported yet: an error)
+    #[arg(long = "systemd-cgroup", global = true)]
+    systemd_cgroup: bool,
+    /// Rootless mode: true, false or auto
+    #[arg(long, value_name = "true|false|auto", value_parser = ["true", "false", "auto"])]
+    rootless: Option<String>,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct CreateArgs {
+    /// Container id
+    id: String,
+    /// Path to the bundle directory
+    #[arg(short = 'b', long, default_value = ".")]
+    bundle: PathBuf,
+    /// Unix socket to send the pty master to (with process.terminal)
+    #[arg(long = "console-socket", value_name = "PATH")]
+    console_socket: Option<PathBuf>,
+    /// Write the init's pid to this file
+    #[arg(long = "pid-file", value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+    /// Do not use pivot_root (move the rootfs and chroot)
+    #[arg(long = "no-pivot")]
+    no_pivot: bool,
+    /// Do not create a new session keyring
+    #[arg(long = "no-new-keyring")]
+    no_new_keyring: bool,
+    /// Pass N more file descriptors (from 3 on) to the container
+    #[arg(long = "preserve-fds", default_value_t = 0, value_name = "N")]
+    preserve_fds: u32,
+}
+
+impl CreateArgs {
+    fn options(&self) -> CreateOptions {
+        CreateOptions {
+            id: self.id.clone(),
+            bundle: self.bundle.clone(),
+            pid_file: self.pid_file.clone(),
+            console_socket: self.console_socket.clone(),
+            no_pivot: self.no_pivot,
+            no_new_keyring: self.no_new_keyring,
+            preserve_fds: self.preserve_fds,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Create a container from a bundle; it waits for `start`
+    Create(CreateArgs),
+    /// Start the user process of a created container
+    Start { id: String },
+    /// Print the state of a container as JSON
+    State { id: String },
+    /// Send a signal (default SIGTERM) to the container's init
+    Kill {
+        id: String,
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+        /// Send the signal to every process of the container
+        #[arg(short = 'a', long)]
+        all: bool,
+    },
+    /// Delete a container and everything it holds
+    Delete {
+        id: String,
+        /// Kill the container first if it is running
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+    /// Create and start a container; wait for it unless --detach
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        /// Detach from the container's process
+        #[arg(short = 'd', long)]
+        detach: bool,
+        /// Keep the container's state after it exits
+        #[arg(long)]
+        keep: bool,
+        /// Accepted for runc compatibility (kakuri does not become a subreaper)
+        #[arg(long = "no-subreaper")]
+        no_subreaper: bool,
+    },
+    /// List containers
+    List {
+        /// Output format: table or json
+        #[arg(short = 'f', long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        /// Print only the ids
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// Pause every process of a container (cgroup freezer)
+    Pause { id: String },
+    /// Resume a paused container
+    Resume { id: String },
+    /// List the processes of a container
+    Ps {
+        id: String,
+        /// Output format: table or json
+        #[arg(short = 'f', long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        /// Options passed to ps(1) for the table format
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Write a default config.json
+    Spec {
+        /// Bundle directory to write config.json into
+        #[arg(short = 'b', long, default_value = ".")]
+        bundle: PathBuf,
+        /// A config for rootless containers
+        #[arg(long)]
+        rootless: bool,
+    },
+    /// Print the features document (runtime-spec features.md)
+    Features,
+}
+
+fn default_root() -> PathBuf {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/run/kakuri");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("kakuri"),
+        _ => PathBuf::from("/run/kakuri"),
+    }
+}
+
+fn print_version() {
+    println!("kakuri version {}", env!("CARGO_PKG_VERSION"));
+    println!("commit: {}", option_env!("KAKURI_COMMIT").unwrap_or("unknown"));
+    println!("spec: {}", kakuri_spec::OCI_VERSION);
+}
+
+/// What a command produced: an exit code, or an error to report.
+type Outcome = Result<u8, Error>;
+
+fn main() -> ExitCode {
+    let mut cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    if cli.version {
+        print_version();
+        return ExitCode::SUCCESS;
+    }
+    let Some(cmd) = cli.cmd.take() else {
+        use clap::CommandFactory;
+        let _ = Cli::command().print_help();
+        return ExitCode::SUCCESS;
+    };
+    let log_to_file = logging::init(cli.log.as_deref(), cli.log_format == "json", cli.debug);
+    let mut rt = Runtime::new(cli.root.clone().unwrap_or_else(default_root));
+    rt.systemd_cgroup = cli.systemd_cgroup;
+    let (prefix, outcome) = dispatch(&rt, cmd, &cli);
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let msg = match prefix {
+                Some(p) => format!("kakuri {p} failed: {e}"),
+                None => e.to_string(),
+            };
+            log::error!("{msg}");
+            if log_to_file {
+                eprintln!("{msg}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn dispatch(rt: &Runtime, cmd: Cmd, cli: &Cli) -> (Option<&'static str>, Outcome) {
+    match cmd {
+        Cmd::Create(a) => (Some("create"), rt.create(&a.options()).map(|_| 0)),
+        Cmd::Run {
+            create,
+            detach,
+            keep,
+            no_subreaper: _,
+        } => (
+            Some("run"),
+            rt.run(&create.options(), detach, keep)
+                .map(|c| c.clamp(0, 255) as u8),
+        ),
+        Cmd::Start { id } => (None, rt.start(&id).map(|_| 0)),
+        Cmd::State { id } => (
+            None,
+            rt.state(&id).and_then(|s| {
+                print_json(&serde_json::to_value(s).unwrap_or_default(), true);
+                Ok(0)
+            }),
+        ),
+        Cmd::Kill { id, signal, all } => (
+            None,
+            // Like runc: an unknown container is reported before a bad signal.
+            rt.state(&id)
+                .and_then(|_| kakuri_container::parse_signal(&signal))
+                .and_then(|sig| rt.kill(&id, sig, all))
+                .map(|_| 0),
+        ),
+        Cmd::Delete { id, force } => (None, rt.delete(&id, force).map(|_| 0)),
+        Cmd::List { format, quiet } => (None, list(rt, &format, quiet)),
+        Cmd::Pause { id } => (None, rt.pause(&id).map(|_| 0)),
+        Cmd::Resume { id } => (None, rt.resume(&id).map(|_| 0)),
+        Cmd::Ps {
+            id,
+            format,
+            ps_args,
+        } => (None, ps(rt, &id, &format, &ps_args)),
+        Cmd::Spec { bundle, rootless } => (
+            None,
+            spec(&bundle, rootless || cli.rootless.as_deref() == Some("true")),
+        ),
+        Cmd::Features => {
+            print_json(&kakuri_container::features::features(), true);
+            (None, Ok(0))
+        }
+    }
+}
+
+fn print_json(v: &serde_json::Value, pretty: bool) {
+    let s = if pretty {
+        serde_json::to_string_pretty(v)
+    } else {
+        serde_json::to_string(v)
+    }
+    .unwrap_or_default();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{s}");
+}
+
+/// A table like Go's tabwriter with minwidth 12, tabwidth 1, padding 3 (runc's `list`).
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.first().map_or(0, |r| r.len());
+    let mut width = vec![0usize; cols];
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            width[i] = width[i].max(c.chars().count() + 3).max(12);
+        }
+    }
+    let mut out = String::new();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 == cols {
+                out.push_str(c);
+            } else {
+                out.push_str(c);
+                out.extend(std::iter::repeat_n(' ', width[i] - c.chars().count()));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn list(rt: &Runtime, format: &str, quiet: bool) -> Outcome {
+    let entries = rt.list()?;
+    let mut out = std::io::stdout().lock();
+    if quiet {
+        for e in &entries {
+            let _ = writeln!(out, "{}", e.id);
+        }
+        return Ok(0);
+    }
+    if format == "json" {
+        let v = if entries.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::to_value(&entries).unwrap_or_default()
+        };
+        let _ = writeln!(out, "{}", serde_json::to_string(&v).unwrap_or_default());
+        return Ok(0);
+    }
+    let mut rows = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()];
+    for e in &entries {
+        rows.push(vec![
+            e.id.clone(),
+            e.pid.to_string(),
+            e.status.clone(),
+            e.bundle.display().to_string(),
+            e.created.clone(),
+            e.owner.clone(),
+        ]);
+    }
+    let _ = out.write_all(table(&rows).as_bytes());
+    Ok(0)
+}
+
+fn ps(rt: &Runtime, id: &str, format: &str, ps_args: &[String]) -> Outcome {
+    let pids = rt.pids(id)?;
+    if format == "json" {
+        print_json(&serde_json::to_value(&pids).unwrap_or_default(), false);
+        return Ok(0);
+    }
+    let args: Vec<String> = if ps_args.is_empty() {
+        vec!["-ef".into()]
+    } else {
+        ps_args.to_vec()
+    };
+    let output = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .map_err(|e| Error::io("run ps", e))?;
+    if !output.status.success() {
+        return Err(Error::msg(format!(
+            "ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or("");
+    let pid_col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .ok_or_else(|| Error::msg("couldn't find PID field in ps output"))?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{header}");
+    for l in lines {
+        let pid: Option<i32> = l
+            .split_whitespace()
+            .nth(pid_col)
+            .and_then(|p| p.parse().ok());
+        if pid.is_some_and(|p| pids.contains(&p)) {
+            let _ = writeln!(out, "{l}");
+        }
+    }
+    Ok(0)
+}
+
+fn spec(bundle: &std::path::Path, rootless: bool) -> Outcome {
+    let path = bundle.join("config.json");
+    if path.exists() {
+        return Err(Error::msg("File config.json exists. Remove it first"));
+    }
+    // SAFETY: getters of the process's ids cannot fail.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let cfg = kakuri_spec::default_config(rootless, uid, gid);
+    let text = serde_json::to_string_pretty(&cfg).unwrap_or_default();
+    std::fs::write(&path, text + "\n").map_err(|e| Error::io(path.display(), e))?;
+    Ok(0)
+}

@@ -1,0 +1,520 @@
+//! `create` and `run`: from a bundle to a container init waiting for `start`.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use kakuri_cgroups::Manager;
+use kakuri_isolate::{
+    rootfs, CgroupMountSource, DevicePlan, InitPlan, InitSteps, NamespacePlan, ParentSteps,
+    ProcessPlan,
+};
+use kakuri_spec::oci::{self, LinuxNamespaceType};
+use kakuri_spec::os_error;
+
+use crate::state::{self, ContainerDir, State};
+use crate::{hooks, Error, HookState, Runtime};
+
+/// Options of `create` (and `run`).
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+}
+
+fn spec_ns_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+fn propagation(s: &str) -> Result<libc::c_ulong, Error> {
+    Ok(match s {
+        "private" => libc::MS_PRIVATE,
+        "rprivate" => libc::MS_PRIVATE | libc::MS_REC,
+        "slave" => libc::MS_SLAVE,
+        "rslave" => libc::MS_SLAVE | libc::MS_REC,
+        "shared" => libc::MS_SHARED,
+        "rshared" => libc::MS_SHARED | libc::MS_REC,
+        "unbindable" => libc::MS_UNBINDABLE,
+        "runbindable" => libc::MS_UNBINDABLE | libc::MS_REC,
+        other => {
+            return Err(Error::msg(format!(
+                "linux.rootfsPropagation: unknown propagation {other:?}"
+            )))
+        }
+    })
+}
+
+/// runc's built-in device cgroup rules, appended to the config's.
+fn default_device_rules() -> Vec<oci::LinuxDeviceCgroup> {
+    use oci::LinuxDeviceType::{B, C};
+    let rule = |t: oci::LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut b = oci::LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .typ(t)
+            .access(access.to_string());
+        if let Some(m) = major {
+            b = b.major(m);
+        }
+        if let Some(m) = minor {
+            b = b.minor(m);
+        }
+        b.build().expect("static device rule")
+    };
+    vec![
+        rule(C, None, None, "m"),
+        rule(B, None, None, "m"),
+        rule(C, Some(1), Some(3), "rwm"),
+        rule(C, Some(1), Some(8), "rwm"),
+        rule(C, Some(1), Some(7), "rwm"),
+        rule(C, Some(5), Some(0), "rwm"),
+        rule(C, Some(1), Some(5), "rwm"),
+        rule(C, Some(1), Some(9), "rwm"),
+        rule(C, Some(5), Some(1), "rwm"),
+        rule(C, Some(136), None, "rwm"),
+        rule(C, Some(5), Some(2), "rwm"),
+        rule(C, Some(10), Some(200), "rwm"),
+    ]
+}
+
+/// A create in progress: what to undo if it fails.
+struct Undo<'a> {
+    dir: Option<ContainerDir>,
+    cgroup: Option<&'a Manager>,
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if let Some(cg) = self.cgroup {
+            if let Err(e) = cg.destroy() {
+                log::warn!("clean up cgroups after a failed create: {e}");
+            }
+        }
+        if let Some(d) = self.dir.take() {
+            if let Err(e) = d.remove() {
+                log::warn!("clean up state after a failed create: {e}");
+            }
+        }
+    }
+}
+
+struct Parent<'a> {
+    state: &'a State,
+    cgroup: &'a Manager,
+    hooks: Option<&'a oci::Hooks>,
+}
+
+impl ParentSteps for Parent<'_> {
+    fn placed(&mut self, pid: i32) -> Result<(), String> {
+        self.cgroup.add_task(pid).map_err(|e| e.to_string())
+    }
+
+    fn create_runtime(&mut self, pid: i32) -> Result<(), String> {
+        let Some(h) = self.hooks else { return Ok(()) };
+        let json = HookState::of(self.state, "creating", Some(pid)).json();
+        if let Some(p) = h.prestart() {
+            hooks::run("prestart", p, &json)?;
+        }
+        if let Some(c) = h.create_runtime() {
+            hooks::run("createRuntime", c, &json)?;
+        }
+        Ok(())
+    }
+}
+
+struct Init<'a> {
+    state: &'a State,
+    hooks: Option<&'a oci::Hooks>,
+    seccomp: Option<kakuri_seccomp::Filter>,
+    /// The init's host pid, read from the host /proc before pivot_root.
+    host_pid: Cell<i32>,
+}
+
+impl InitSteps for Init<'_> {
+    fn create_container(&self) -> Result<(), String> {
+        let pid = std::fs::read_link("/proc/self")
+            .ok()
+            .and_then(|p| p.to_str().and_then(|s| s.parse().ok()))
+            .unwrap_or(0);
+        self.host_pid.set(pid);
+        let Some(c) = self.hooks.and_then(|h| h.create_container().as_ref()) else {
+            return Ok(());
+        };
+        let json = HookState::of(self.state, "creating", Some(pid)).json();
+        hooks::run("createContainer", c, &json)
+    }
+
+    fn start_container(&self) -> Result<(), String> {
+        let Some(c) = self.hooks.and_then(|h| h.start_container().as_ref()) else {
+            return Ok(());
+        };
+        let json = HookState::of(self.state, "running", Some(self.host_pid.get())).json();
+        hooks::run("startContainer", c, &json)
+    }
+
+    fn load_seccomp(&self) -> Result<(), String> {
+        if let Some(f) = &self.seccomp {
+            f.load().map_err(|e| format!("load seccomp filter: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Runtime {
+    /// `create`: returns the init's pid once it is fully set up and waiting for `start`.
+    pub fn create(&self, o: &CreateOptions) -> Result<i32, Error> {
+        self.create_inner(o, false).map(|(pid, _)| pid)
+    }
+
+    /// Create; with `proxy_tty` (foreground `run` of a terminal container without
+    /// `--console-socket`) this process receives the pty master on the returned socket.
+    pub(crate) fn create_inner(
+        &self,
+        o: &CreateOptions,
+        proxy_tty: bool,
+    ) -> Result<(i32, Option<UnixStream>), Error> {
+        state::check_id(&o.id)?;
+        let bundle = kakuri_spec::load_bundle(&o.bundle).map_err(|e| Error::msg(e.to_string()))?;
+        let spec = &bundle.spec;
+        match std::fs::metadata(&bundle.rootfs) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::msg(format!(
+                    "root.path: rootfs ({:?}) is not a directory",
+                    bundle.rootfs
+                )))
+            }
+            Err(e) => {
+                return Err(Error::msg(format!(
+                    "root.path: rootfs ({:?}): {}",
+                    bundle.rootfs,
+                    os_error(&e)
+                )))
+            }
+        }
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| Error::msg("process: a container needs a process to run"))?;
+        let proc_plan = ProcessPlan::from_spec(process).map_err(Error::msg)?;
+        if proc_plan.terminal && o.console_socket.is_none() && !proxy_tty {
+            return Err(Error::msg(
+                "cannot allocate tty if kakuri will detach without setting console socket",
+            ));
+        }
+        if !proc_plan.terminal && o.console_socket.is_some() {
+            return Err(Error::msg(
+                "cannot use console socket if kakuri will not detach or allocate tty",
+            ));
+        }
+        let empty = oci::Linux::default();
+        let linux = spec.linux().as_ref().unwrap_or(&empty);
+        let seccomp = match linux.seccomp() {
+            Some(s) => {
+                let f = kakuri_seccomp::compile(s).map_err(|e| Error::msg(e.to_string()))?;
+                if f.needs_notify() {
+                    return Err(Error::msg(
+                        "linux.seccomp: SCMP_ACT_NOTIFY needs a seccomp listener, which kakuri does not support yet",
+                    ));
+                }
+                Some(f)
+            }
+            None => None,
+        };
+
+        // Namespaces.
+        let mut ns = NamespacePlan::default();
+        let mut new_cgroupns = false;
+        let mut new_mountns = false;
+        let mut in_new_userns = false;
+        let mut joins: Vec<(i32, libc::c_int, PathBuf)> = Vec::new();
+        for n in linux.namespaces().iter().flatten() {
+            let flag = kakuri_isolate::ns_flag(n.typ());
+            match (n.typ(), n.path()) {
+                (LinuxNamespaceType::Pid, Some(p)) => ns.join_pid = Some(p.clone()),
+                (LinuxNamespaceType::Time, Some(p)) => ns.join_time = Some(p.clone()),
+                (LinuxNamespaceType::Time, None) => {
+                    let offs = linux
+                        .time_offsets()
+                        .iter()
+                        .flatten()
+                        .map(|(clock, off)| {
+                            (clock.clone(), off.secs().unwrap_or(0), off.nanosecs().unwrap_or(0))
+                        })
+                        .collect();
+                    ns.new_time = Some(offs);
+                }
+                (t, Some(p)) => {
+                    // The user namespace is joined first, the mount namespace last.
+                    let order = match t {
+                        LinuxNamespaceType::User => 0,
+                        LinuxNamespaceType::Mount => 2,
+                        _ => 1,
+                    };
+                    if t == LinuxNamespaceType::User {
+                        in_new_userns = true;
+                    }
+                    joins.push((order, flag, p.clone()));
+                }
+                (LinuxNamespaceType::Cgroup, None) => new_cgroupns = true,
+                (t, None) => {
+                    ns.clone_flags |= flag;
+                    if t == LinuxNamespaceType::Mount {
+                        new_mountns = true;
+                    }
+                    if t == LinuxNamespaceType::User {
+                        in_new_userns = true;
+                    }
+                }
+            }
+        }
+        joins.sort_by_key(|j| j.0);
+        ns.join = joins.into_iter().map(|(_, f, p)| (f, p)).collect();
+        if !new_mountns
+            && !ns
+                .join
+                .iter()
+                .any(|(f, _)| *f == libc::CLONE_NEWNS)
+        {
+            return Err(Error::msg(
+                "linux.namespaces: a mount namespace is required to set up the rootfs",
+            ));
+        }
+
+        let mounts = rootfs::mount_plans(spec.mounts().as_deref().unwrap_or(&[]), &bundle.dir)
+            .map_err(Error::msg)?;
+        let dev_is_bind = mounts
+            .iter()
+            .any(|m| m.destination == Path::new("/dev") && m.options.is_bind());
+        let mut devices = Vec::new();
+        for (i, d) in linux.devices().iter().flatten().enumerate() {
+            let kind = match d.typ() {
+                oci::LinuxDeviceType::C | oci::LinuxDeviceType::U => libc::S_IFCHR,
+                oci::LinuxDeviceType::B => libc::S_IFBLK,
+                oci::LinuxDeviceType::P => libc::S_IFIFO,
+                oci::LinuxDeviceType::A => {
+                    return Err(Error::msg(format!(
+                        "linux.devices[{i}].type: \"a\" is not a device type"
+                    )))
+                }
+            };
+            if !d.path().is_absolute() {
+                return Err(Error::msg(format!(
+                    "linux.devices[{i}].path: {:?} is not an absolute path",
+                    d.path()
+                )));
+            }
+            devices.push(DevicePlan {
+                path: d.path().clone(),
+                kind,
+                major: d.major(),
+                minor: d.minor(),
+                mode: d.file_mode().unwrap_or(0o666),
+                uid: d.uid().unwrap_or(0),
+                gid: d.gid().unwrap_or(0),
+            });
+        }
+        let root_propagation = linux
+            .rootfs_propagation()
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(propagation)
+            .transpose()?;
+        let mut sysctl: Vec<(String, String)> = linux
+            .sysctl()
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        sysctl.sort();
+
+        // Cgroups: resolved and checked before anything exists.
+        let cgroup = Manager::new(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), &o.id, self.systemd_cgroup)
+            .map_err(|e| Error::msg(e.to_string()))?;
+
+        let owner = String::new();
+        let annotations: HashMap<String, String> = spec.annotations().clone().unwrap_or_default();
+        let mut st = State {
+            id: o.id.clone(),
+            pid: 0,
+            start_time: 0,
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            created: String::new(),
+            owner,
+            annotations,
+            cgroup: cgroup.clone(),
+            hooks: spec.hooks().clone(),
+            namespaces: Vec::new(),
+            use_systemd: self.systemd_cgroup,
+        };
+
+        // From here on, everything made is undone on failure.
+        let dir = ContainerDir::create(&self.root, &o.id)?;
+        let mut undo = Undo {
+            dir: Some(dir),
+            cgroup: None,
+        };
+        let mut ours = None;
+        let console_socket = match &o.console_socket {
+            Some(p) if proc_plan.terminal => Some(OwnedFd::from(UnixStream::connect(p).map_err(|e| {
+                Error::io(format!("connect to --console-socket {}", p.display()), e)
+            })?)),
+            None if proc_plan.terminal => {
+                let (a, b) = UnixStream::pair().map_err(|e| Error::io("socketpair", e))?;
+                ours = Some(a);
+                Some(OwnedFd::from(b))
+            }
+            _ => None,
+        };
+        cgroup.create().map_err(|e| Error::msg(e.to_string()))?;
+        undo.cgroup = Some(&cgroup);
+        let mut resources = linux.resources().clone().unwrap_or_default();
+        {
+            let mut rules = resources.devices().clone().unwrap_or_default();
+            rules.extend(default_device_rules());
+            for d in &devices {
+                let t = if d.kind == libc::S_IFBLK {
+                    oci::LinuxDeviceType::B
+                } else {
+                    oci::LinuxDeviceType::C
+                };
+                if d.kind == libc::S_IFIFO {
+                    continue;
+                }
+                rules.push(
+                    oci::LinuxDeviceCgroupBuilder::default()
+                        .allow(true)
+                        .typ(t)
+                        .major(d.major)
+                        .minor(d.minor)
+                        .access("rwm".to_string())
+                        .build()
+                        .map_err(|e| Error::msg(e.to_string()))?,
+                );
+            }
+            resources.set_devices(Some(rules));
+        }
+        cgroup
+            .apply(&resources)
+            .map_err(|e| Error::msg(e.to_string()))?;
+
+        let dir_path = undo.dir.as_ref().map(|d| d.path.clone()).unwrap_or_default();
+        let fifo_path = dir_path.join(state::FIFO);
+        nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o622))
+            .map_err(|e| Error::msg(format!("create exec fifo {}: {e}", fifo_path.display())))?;
+        let fifo = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&fifo_path)
+            .map_err(|e| Error::io(format!("open exec fifo {}", fifo_path.display()), e))?;
+
+        let plan = InitPlan {
+            id: o.id.clone(),
+            rootfs: bundle.rootfs.clone(),
+            root_readonly: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
+            root_propagation,
+            no_pivot: o.no_pivot,
+            namespaces: ns,
+            new_mountns,
+            new_cgroupns,
+            in_new_userns,
+            uid_mappings: linux.uid_mappings().clone().unwrap_or_default(),
+            gid_mappings: linux.gid_mappings().clone().unwrap_or_default(),
+            hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
+            domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
+            mounts,
+            cgroup_mounts: cgroup
+                .mounts()
+                .into_iter()
+                .map(|m| CgroupMountSource {
+                    name: m.mount_point_name,
+                    fs_type: m.fs_type,
+                    options: m.options,
+                    host_path: m.host_path,
+                })
+                .collect(),
+            default_devices: !dev_is_bind,
+            devices,
+            masked_paths: linux.masked_paths().clone().unwrap_or_default().into_iter().map(PathBuf::from).collect(),
+            readonly_paths: linux.readonly_paths().clone().unwrap_or_default().into_iter().map(PathBuf::from).collect(),
+            sysctl,
+            process: proc_plan,
+            no_new_keyring: o.no_new_keyring,
+            console_socket,
+            preserve_fds: o.preserve_fds,
+            exec_fifo: Some(OwnedFd::from(fifo)),
+            close_in_child: undo.dir.iter().map(|d| d.lock_fd()).collect(),
+        };
+        let hooks = st.hooks.clone();
+        let init = Init {
+            state: &st,
+            hooks: hooks.as_ref(),
+            seccomp,
+            host_pid: Cell::new(0),
+        };
+        let mut parent = Parent {
+            state: &st,
+            cgroup: &cgroup,
+            hooks: hooks.as_ref(),
+        };
+        let spawned = kakuri_isolate::spawn(&plan, &init, &mut parent)
+            .map_err(|e| Error::msg(format!("unable to start container process: {e}")))?;
+        drop(plan);
+        let pid = spawned.pid;
+        let (start_time, _) = kakuri_isolate::sys::proc_start_time(pid)
+            .map_err(|e| Error::io(format!("read /proc/{pid}/stat"), e))?;
+        st.pid = pid;
+        st.start_time = start_time;
+        st.created = state::now_rfc3339();
+        st.namespaces = linux
+            .namespaces()
+            .iter()
+            .flatten()
+            .map(|n| spec_ns_name(n.typ()).to_string())
+            .collect();
+        let result = (|| {
+            let dir = undo.dir.as_ref().expect("state dir");
+            dir.save(&st)?;
+            if let Some(pf) = &o.pid_file {
+                write_pid_file(pf, pid)?;
+            }
+            Ok::<(), Error>(())
+        })();
+        if let Err(e) = result {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            return Err(e);
+        }
+        // Success: keep the state and the cgroups.
+        undo.cgroup = None;
+        drop(undo.dir.take());
+        Ok((pid, ours))
+    }
+}
+
+/// Write the pid file atomically, as runc does (clients read it the moment create returns).
+fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
+    let abs = std::path::absolute(path).map_err(|e| Error::io(path.display(), e))?;
+    let tmp = abs.with_file_name(format!(
+        ".{}.kakuri-tmp",
+        abs.file_name().map(|s| s.to_string_lossy()).unwrap_or_default()
+    ));
+    std::fs::write(&tmp, pid.to_string()).map_err(|e| Error::io(format!("write pid file {}", tmp.display()), e))?;
+    std::fs::rename(&tmp, &abs).map_err(|e| Error::io(format!("write pid file {}", abs.display()), e))
+}

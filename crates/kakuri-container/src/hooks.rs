@@ -1,0 +1,73 @@
+//! OCI hooks: each runs as its own process with the container state JSON on stdin, its own args
+//! and env, and an optional timeout after which it is killed and counts as failed.
+
+use std::io::Write;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kakuri_spec::oci::Hook;
+use kakuri_spec::os_error;
+
+/// Run `hooks` (of kind `kind`, for messages) in order; the first failure stops them.
+pub fn run(kind: &str, hooks: &[Hook], state_json: &[u8]) -> Result<(), String> {
+    for (i, h) in hooks.iter().enumerate() {
+        run_one(h, state_json).map_err(|e| format!("error running {kind} hook #{i}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn run_one(h: &Hook, state_json: &[u8]) -> Result<(), String> {
+    let path = h.path();
+    let args = h.args().clone().unwrap_or_default();
+    let mut cmd = Command::new(path);
+    if let Some(a0) = args.first() {
+        cmd.arg0(a0);
+    }
+    cmd.args(args.iter().skip(1));
+    cmd.env_clear();
+    for kv in h.env().iter().flatten() {
+        if let Some((k, v)) = kv.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    cmd.stdin(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("{}: {}", path.display(), os_error(&e)))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A hook that does not read its stdin is fine: ignore EPIPE.
+        let _ = stdin.write_all(state_json);
+    }
+    let status = match h.timeout() {
+        Some(t) if t > 0 => {
+            let deadline = Instant::now() + Duration::from_secs(t as u64);
+            loop {
+                if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
+                    break st;
+                }
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!(
+                        "{}: timed out after {t} seconds",
+                        path.display()
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        _ => child.wait().map_err(|e| e.to_string())?,
+    };
+    if status.success() {
+        Ok(())
+    } else if let Some(sig) = status.signal() {
+        Err(format!("{}: killed by signal {sig}", path.display()))
+    } else {
+        Err(format!(
+            "{}: exit status {}",
+            path.display(),
+            status.code().unwrap_or(-1)
+        ))
+    }
+}
