@@ -163,13 +163,14 @@ impl InitSteps for Init<'_> {
         let Some(c) = self.hooks.and_then(|h| h.start_container().as_ref()) else {
             return Ok(());
         };
-        let json = HookState::of(self.state, "running", Some(self.host_pid.get())).json();
+        // The user process has not started yet: the state is still "created".
+        let json = HookState::of(self.state, "created", Some(self.host_pid.get())).json();
         hooks::run("startContainer", c, &json)
     }
 
     fn load_seccomp(&self) -> Result<(), String> {
         if let Some(f) = &self.seccomp {
-            f.load().map_err(|e| format!("load seccomp filter: {e}"))?;
+            f.load().map_err(|e| e.to_string())?;
         }
         Ok(())
     }

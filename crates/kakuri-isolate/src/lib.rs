@@ -258,10 +258,14 @@ pub fn spawn(
     }
     // SAFETY: kakuri is single-threaded here (documented contract of this function).
     let forked = unsafe { sys::fork_clone(ns.clone_flags) };
-    undo(&mut restore);
+    if !matches!(forked, Ok(sys::Forked::Child)) {
+        // Only the parent goes back: the child stays in the namespaces entered for it.
+        undo(&mut restore);
+    }
     let pid = match forked.map_err(|e| format!("clone: {}", os_error(&e)))? {
         sys::Forked::Child => {
             drop(pch);
+            drop(restore);
             for fd in &plan.close_in_child {
                 // SAFETY: these descriptors belong to the parent's objects, which this child
                 // never uses; closing our copies cannot affect the parent.
@@ -386,11 +390,13 @@ fn init_main(
     steps.create_container()?;
     rootfs::pivot(plan, &root)?;
     drop(root);
-    rootfs::finalize(plan)?;
+    // sysctls go through the container's /proc before readonlyPaths make /proc/sys read-only.
     for (k, v) in &plan.sysctl {
         let p = format!("/proc/sys/{}", k.replace('.', "/"));
-        std::fs::write(&p, v).map_err(|e| format!("linux.sysctl[{k:?}]: write {p}: {}", os_error(&e)))?;
+        std::fs::write(&p, v)
+            .map_err(|e| format!("linux.sysctl[{k:?}]: write {p}: {}", os_error(&e)))?;
     }
+    rootfs::finalize(plan)?;
     let proc = &plan.process;
     if let Some(u) = proc.umask {
         // SAFETY: umask cannot fail.

@@ -441,11 +441,50 @@ fn setup_console(root: BorrowedFd) -> R<(OwnedFd, OwnedFd)> {
     Ok((master, slave))
 }
 
+/// The mount point of the mount that holds `path` (longest matching mount point in
+/// /proc/self/mountinfo; octal escapes such as `\040` decoded).
+fn mount_point_of(path: &Path) -> PathBuf {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut best = PathBuf::from("/");
+    for line in info.lines() {
+        let Some(raw) = line.split(' ').nth(4) else {
+            continue;
+        };
+        let mut bytes = Vec::with_capacity(raw.len());
+        let b = raw.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'\\' && i + 3 < b.len() {
+                if let Ok(v) = u8::from_str_radix(&raw[i + 1..i + 4], 8) {
+                    bytes.push(v);
+                    i += 4;
+                    continue;
+                }
+            }
+            bytes.push(b[i]);
+            i += 1;
+        }
+        let mp = PathBuf::from(std::ffi::OsStr::from_bytes(&bytes));
+        if path.starts_with(&mp) && mp.as_os_str().len() > best.as_os_str().len() {
+            best = mp;
+        }
+    }
+    best
+}
+
 /// Everything up to (not including) pivot_root. Returns the console (master, slave) if any.
 pub(crate) fn prepare(plan: &InitPlan) -> R<(OwnedFd, Option<(OwnedFd, OwnedFd)>)> {
     let prop = plan.root_propagation.unwrap_or(libc::MS_SLAVE | libc::MS_REC);
     sys::mount(None, Path::new("/"), None, prop, None)
         .map_err(|e| format!("make / {prop:#x}: {}", os_error(&e)))?;
+    // pivot_root refuses a new root whose parent mount is shared: make that one mount private
+    // (only in this mount namespace); the configured propagation is applied again after pivot.
+    if prop & libc::MS_SHARED != 0 {
+        let parent = plan.rootfs.parent().unwrap_or(Path::new("/"));
+        let mp = mount_point_of(parent);
+        sys::mount(None, &mp, None, libc::MS_PRIVATE, None)
+            .map_err(|e| format!("make {mp:?} private: {}", os_error(&e)))?;
+    }
     // pivot_root needs the new root to be a mount point whose parent is not shared.
     sys::mount(
         Some(&plan.rootfs),
@@ -455,10 +494,6 @@ pub(crate) fn prepare(plan: &InitPlan) -> R<(OwnedFd, Option<(OwnedFd, OwnedFd)>
         None,
     )
     .map_err(|e| format!("bind rootfs {:?}: {}", plan.rootfs, os_error(&e)))?;
-    if prop & libc::MS_SHARED != 0 {
-        sys::mount(None, &plan.rootfs, None, libc::MS_PRIVATE, None)
-            .map_err(|e| format!("make rootfs private: {}", os_error(&e)))?;
-    }
     let root = nix::fcntl::open(
         &plan.rootfs,
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
