@@ -1,1 +1,537 @@
-//! placeholder
+//! cgroup management for kakuri: the cgroupfs driver of runc for cgroup v1, hybrid and v2 hosts.
+//!
+//! A [`Manager`] is resolved once from `linux.cgroupsPath` ([`Manager::new`]), stored in the container's
+//! state.json (it is `Serialize`), and reloaded by later commands without looking at the host again.
+
+mod bpf;
+mod devices;
+mod error;
+mod fsutil;
+mod stats;
+mod system;
+mod v1;
+mod v2;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+pub use error::CgroupError;
+pub use kakuri_spec::oci::LinuxResources;
+pub use stats::*;
+pub use system::Mode;
+
+use system::SystemInfo;
+
+/// A cgroup filesystem to mount inside the container (type "cgroup"/"cgroup2" mount), one per hierarchy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CgroupMount {
+    /// Directory name under the container's /sys/fs/cgroup: "memory", "cpu,cpuacct", "systemd", "unified",
+    /// or "" on a v2 host (mount directly on /sys/fs/cgroup).
+    pub mount_point_name: String,
+    /// "cgroup" or "cgroup2".
+    pub fs_type: &'static str,
+    /// Mount data: the v1 controller list ("cpu,cpuacct"), "none,name=systemd", or "" for cgroup2.
+    pub options: String,
+    /// The container's cgroup directory on the host (what a bind mount of the hierarchy would use).
+    pub host_path: PathBuf,
+}
+
+/// The container cgroup in one hierarchy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Hierarchy {
+    /// v1 controllers of the hierarchy ("cpu", "cpuacct", "name=systemd"); empty for cgroup2.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub controllers: Vec<String>,
+    /// Where the hierarchy is mounted on the host.
+    pub mount_point: PathBuf,
+    /// The container's cgroup directory.
+    pub path: PathBuf,
+}
+
+impl Hierarchy {
+    fn has(&self, controller: &str) -> bool {
+        self.controllers.iter().any(|c| c == controller)
+    }
+}
+
+/// The cgroup of one container, in every hierarchy of the host.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Manager {
+    mode: Mode,
+    /// v1 hierarchies (V1 and Hybrid modes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    v1: Vec<Hierarchy>,
+    /// The cgroup2 directory (V2: the only one; Hybrid: the controller-less unified hierarchy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unified: Option<Hierarchy>,
+}
+
+/// How long destroy() retries rmdir while the last processes of a killed container leave.
+const DESTROY_RETRY: Duration = Duration::from_millis(2000);
+/// How long freeze() waits for the cgroup to report it is frozen.
+const FREEZE_TIMEOUT: Duration = Duration::from_millis(5000);
+
+/// Go's filepath.Dir for '/'-separated absolute paths.
+fn dir_of(p: &str) -> String {
+    let c = system::clean(p);
+    match c.rfind('/') {
+        Some(0) | None => "/".to_string(),
+        Some(i) => c[..i].to_string(),
+    }
+}
+
+impl Manager {
+    /// Resolve the container's cgroup from `linux.cgroupsPath` as runc's cgroupfs driver does: an absolute
+    /// path is taken from the root of every hierarchy; a relative one is placed under the runtime's own cgroup
+    /// (from /proc/self/cgroup; on a v2 host under its parent, as runc); `None` (or "") means the relative
+    /// path `<container_id>`. `systemd` (--systemd-cgroup) is refused: no systemd driver exists yet.
+    pub fn new(
+        cgroups_path: Option<&str>,
+        container_id: &str,
+        systemd: bool,
+    ) -> Result<Manager, CgroupError> {
+        if systemd {
+            return Err(CgroupError::SystemdUnsupported);
+        }
+        let sys = system::system()?;
+        Self::with_system(sys, cgroups_path, container_id)
+    }
+
+    pub(crate) fn with_system(
+        sys: &SystemInfo,
+        cgroups_path: Option<&str>,
+        container_id: &str,
+    ) -> Result<Manager, CgroupError> {
+        let inner = match cgroups_path {
+            Some(p) if !p.is_empty() => system::clean_path(p),
+            _ => system::clean_path(container_id),
+        };
+        if inner.is_empty() {
+            return Err(CgroupError::invalid(
+                "linux.cgroupsPath",
+                "neither a cgroups path nor a container id was given",
+            ));
+        }
+        let absolute = inner.starts_with('/');
+        let mut v1 = Vec::with_capacity(sys.v1.len());
+        for m in &sys.v1 {
+            let path = if absolute {
+                system::join_inner(&m.mount_point, &inner)
+            } else {
+                let Some(own) = sys.own_v1(&m.controllers[0]) else {
+                    // runc skips hierarchies it is not a member of, except devices (security).
+                    if m.controllers.iter().any(|c| c == "devices") {
+                        return Err(CgroupError::System {
+                            path: PathBuf::from("/proc/self/cgroup"),
+                            reason: "the runtime is not in any cgroup of the devices hierarchy"
+                                .into(),
+                        });
+                    }
+                    log::debug!(
+                        "skipping cgroup hierarchy {:?}: not listed in /proc/self/cgroup",
+                        m.controllers
+                    );
+                    continue;
+                };
+                let base =
+                    system::join_inner(&m.mount_point, system::relative_to_root(own, &m.root));
+                system::join_inner(&base, &inner)
+            };
+            v1.push(Hierarchy {
+                controllers: m.controllers.clone(),
+                mount_point: m.mount_point.clone(),
+                path,
+            });
+        }
+        let unified = match &sys.unified {
+            None => None,
+            Some(u) => {
+                let path = if absolute {
+                    Some(system::join_inner(&u.mount_point, &inner))
+                } else {
+                    match sys.own_v2() {
+                        Some(own) => {
+                            // On a v2 host runc uses the parent of its own cgroup: the own one usually has
+                            // processes, so controllers could not be enabled below it.
+                            let own = if sys.mode == Mode::V2 {
+                                dir_of(own)
+                            } else {
+                                own.to_string()
+                            };
+                            let base = system::join_inner(
+                                &u.mount_point,
+                                system::relative_to_root(&own, &u.root),
+                            );
+                            Some(system::join_inner(&base, &inner))
+                        }
+                        None if sys.mode == Mode::V2 => {
+                            return Err(CgroupError::System {
+                                path: PathBuf::from("/proc/self/cgroup"),
+                                reason: "no cgroup v2 entry (0::/...) for the runtime".into(),
+                            })
+                        }
+                        None => None,
+                    }
+                };
+                path.map(|path| Hierarchy {
+                    controllers: Vec::new(),
+                    mount_point: u.mount_point.clone(),
+                    path,
+                })
+            }
+        };
+        Ok(Manager {
+            mode: sys.mode,
+            v1,
+            unified,
+        })
+    }
+
+    /// The host's cgroup layout.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The container's directory in the v1 hierarchy holding `controller` ("memory", "name=systemd"), or
+    /// in the cgroup2 hierarchy on a v2 host (any controller name).
+    pub fn path(&self, controller: &str) -> Option<&Path> {
+        if self.mode == Mode::V2 {
+            return self.unified.as_ref().map(|h| h.path.as_path());
+        }
+        self.v1
+            .iter()
+            .find(|h| h.has(controller))
+            .map(|h| h.path.as_path())
+    }
+
+    /// The container's directory in the cgroup2 hierarchy (V2, or the unified hierarchy of a hybrid host).
+    pub fn unified_path(&self) -> Option<&Path> {
+        self.unified.as_ref().map(|h| h.path.as_path())
+    }
+
+    /// Every directory of the container cgroup (one per hierarchy).
+    pub fn all_paths(&self) -> Vec<&Path> {
+        self.v1
+            .iter()
+            .chain(self.unified.iter())
+            .map(|h| h.path.as_path())
+            .collect()
+    }
+
+    fn hierarchies(&self) -> impl Iterator<Item = &Hierarchy> {
+        self.v1.iter().chain(self.unified.iter())
+    }
+
+    pub(crate) fn v1_hierarchy(&self, controller: &str) -> Option<&Hierarchy> {
+        self.v1.iter().find(|h| h.has(controller))
+    }
+
+    /// Create the container cgroup (and missing parents) in every hierarchy. On v2 the controllers the root
+    /// offers are enabled in cgroup.subtree_control of every ancestor. A new v1 cpuset cgroup gets the
+    /// parent's cpus and mems (it could hold no task otherwise). Fails if the cgroup already exists with
+    /// processes in it; on failure everything created here is removed again.
+    pub fn create(&self) -> Result<(), CgroupError> {
+        let mut created: Vec<PathBuf> = Vec::new();
+        let r = self.create_inner(&mut created);
+        if r.is_err() {
+            for dir in created.iter().rev() {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+        r
+    }
+
+    fn create_inner(&self, created: &mut Vec<PathBuf>) -> Result<(), CgroupError> {
+        for h in self.hierarchies() {
+            let first_new = created.len();
+            let made = fsutil::mkdir_p(&h.path, created)
+                .map_err(|e| CgroupError::file("create cgroup", "mkdir", h.path.clone(), e))?;
+            if !made {
+                let mut pids = Vec::new();
+                fsutil::collect_pids(&h.path, &mut pids)?;
+                if !pids.is_empty() {
+                    return Err(CgroupError::Occupied(h.path.clone()));
+                }
+            }
+            if h.has("cpuset") {
+                for dir in &created[first_new..] {
+                    v1::init_cpuset_dir(dir)?;
+                }
+            }
+            if self.mode == Mode::V2 {
+                v2::enable_controllers(&h.mount_point, &h.path)?;
+                for dir in &created[first_new..] {
+                    v2::fix_invalid_domain(dir)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Write linux.resources into the container cgroup. Only the resources present are touched. On error
+    /// the cgroup may be partly configured; the caller destroys it.
+    pub fn apply(&self, res: &LinuxResources) -> Result<(), CgroupError> {
+        self.set(res, false)
+    }
+
+    /// `kakuri update`: like apply(), but unset and zero values leave the current setting alone, and the
+    /// device rules are not touched (runc's update does not change them).
+    pub fn update(&self, res: &LinuxResources) -> Result<(), CgroupError> {
+        self.set(res, true)
+    }
+
+    fn set(&self, res: &LinuxResources, update: bool) -> Result<(), CgroupError> {
+        match self.mode {
+            Mode::V2 => {
+                let h = self.unified.as_ref().ok_or_else(|| CgroupError::System {
+                    path: PathBuf::from("/proc/self/cgroup"),
+                    reason: "no cgroup2 directory for the container".into(),
+                })?;
+                v2::set(&h.path, res, update)
+            }
+            Mode::V1 | Mode::Hybrid => v1::set(self, res, update),
+        }
+    }
+
+    /// Move `pid` into the container cgroup of every hierarchy.
+    pub fn add_task(&self, pid: i32) -> Result<(), CgroupError> {
+        let value = pid.to_string();
+        for h in self.hierarchies() {
+            let file = h.path.join("cgroup.procs");
+            let mut tries = 0;
+            loop {
+                match fsutil::write_raw(&file, &value) {
+                    Ok(()) => break,
+                    // EINVAL: the task may still be TASK_NEW (just forked); runc retries too.
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) && tries < 5 => {
+                        tries += 1;
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(e) => {
+                        return Err(CgroupError::file(
+                            format!("add process {pid} to cgroup"),
+                            "write",
+                            file,
+                            e,
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The directory used to list processes and to freeze.
+    fn procs_dir(&self) -> Option<&Path> {
+        if self.mode == Mode::V2 {
+            return self.unified.as_ref().map(|h| h.path.as_path());
+        }
+        ["freezer", "pids", "devices", "memory"]
+            .iter()
+            .find_map(|c| self.v1_hierarchy(c))
+            .or_else(|| self.v1.first())
+            .or(self.unified.as_ref())
+            .map(|h| h.path.as_path())
+    }
+
+    /// Every process in the container cgroup and its descendants (host pids). A cgroup that does not exist
+    /// (anymore) has no processes.
+    pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
+        let mut out = Vec::new();
+        let Some(dir) = self.procs_dir() else {
+            return Ok(out);
+        };
+        match fsutil::collect_pids(dir, &mut out) {
+            Ok(()) => Ok(out),
+            Err(CgroupError::File { source, .. })
+                if source.kind() == io::ErrorKind::NotFound && out.is_empty() =>
+            {
+                Ok(out)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Freeze every process of the container and wait until the kernel reports the cgroup frozen.
+    pub fn freeze(&self) -> Result<(), CgroupError> {
+        if let Some(h) = self.v1_hierarchy("freezer") {
+            return v1::freeze(&h.path, FREEZE_TIMEOUT);
+        }
+        match &self.unified {
+            Some(h) if self.mode == Mode::V2 || h.path.join("cgroup.freeze").exists() => {
+                v2::freeze(&h.path, FREEZE_TIMEOUT)
+            }
+            _ => Err(self.no_freezer()),
+        }
+    }
+
+    /// Thaw the container's processes.
+    pub fn thaw(&self) -> Result<(), CgroupError> {
+        if let Some(h) = self.v1_hierarchy("freezer") {
+            return fsutil::write(&h.path, "freezer.state", "THAWED", "thaw cgroup");
+        }
+        match &self.unified {
+            Some(h) if self.mode == Mode::V2 || h.path.join("cgroup.freeze").exists() => {
+                fsutil::write(&h.path, "cgroup.freeze", "0", "thaw cgroup")
+            }
+            _ => Err(self.no_freezer()),
+        }
+    }
+
+    fn no_freezer(&self) -> CgroupError {
+        CgroupError::ControllerMissing {
+            what: "freeze cgroup".into(),
+            controller: "freezer".into(),
+            detail: "is not mounted".into(),
+        }
+    }
+
+    /// Whether the container cgroup is frozen. A cgroup that does not exist is not frozen.
+    pub fn is_frozen(&self) -> Result<bool, CgroupError> {
+        if let Some(h) = self.v1_hierarchy("freezer") {
+            return v1::is_frozen(&h.path);
+        }
+        match &self.unified {
+            Some(h) => {
+                let v = fsutil::read_opt(&h.path, "cgroup.freeze", "read freezer state")?;
+                Ok(v.is_some_and(|s| s.trim() == "1"))
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Send `signal` to every process of the container. SIGKILL goes through cgroup.kill where the kernel
+    /// has it (v2, or the unified hierarchy of a hybrid host); otherwise the cgroup is frozen, every process
+    /// signalled, and thawed again (so no process can fork past the signal), as runc does.
+    pub fn kill_all(&self, signal: i32) -> Result<(), CgroupError> {
+        if signal == libc::SIGKILL {
+            if let Some(h) = &self.unified {
+                let file = h.path.join("cgroup.kill");
+                match fsutil::write_raw(&file, "1") {
+                    Ok(()) => return Ok(()),
+                    // No cgroup.kill (kernel < 5.14, or no unified directory): signal each process.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(CgroupError::file("kill all processes", "write", file, e))
+                    }
+                }
+            }
+        }
+        let sig = nix::sys::signal::Signal::try_from(signal).map_err(|_| {
+            CgroupError::invalid("kill all processes", format!("invalid signal {signal}"))
+        })?;
+        let was_frozen = self.is_frozen().unwrap_or(false);
+        let froze = if was_frozen {
+            false
+        } else {
+            match self.freeze() {
+                Ok(()) => true,
+                Err(e) => {
+                    log::warn!("kill all processes: freezing the cgroup first failed: {e}");
+                    false
+                }
+            }
+        };
+        let result = self.pids().map(|pids| {
+            for pid in pids {
+                match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig) {
+                    Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                    Err(e) => log::warn!("kill all processes: signal {sig} to pid {pid}: {e}"),
+                }
+            }
+        });
+        // Thaw what we froze; a paused container that is SIGKILLed must be thawed for its processes to die.
+        if froze || (was_frozen && signal == libc::SIGKILL) {
+            self.thaw()?;
+        }
+        result
+    }
+
+    /// Remove the container cgroup (and cgroups created below it) from every hierarchy, deepest first.
+    /// Missing directories are fine; EBUSY (processes still leaving) is retried for a short while.
+    pub fn destroy(&self) -> Result<(), CgroupError> {
+        let start = Instant::now();
+        let mut delay = Duration::from_millis(1);
+        for h in self.hierarchies() {
+            loop {
+                match fsutil::remove_tree(&h.path) {
+                    Ok(()) => break,
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EBUSY)
+                            && start.elapsed() < DESTROY_RETRY =>
+                    {
+                        std::thread::sleep(delay);
+                        delay = (delay * 2).min(Duration::from_millis(100));
+                    }
+                    Err(e) => {
+                        return Err(CgroupError::file(
+                            "remove cgroup",
+                            "rmdir",
+                            h.path.clone(),
+                            e,
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Resource usage, in the shape of runc's `events --stats` data.
+    pub fn stats(&self) -> Result<Stats, CgroupError> {
+        match self.mode {
+            Mode::V2 => match &self.unified {
+                Some(h) => stats::v2_stats(&h.path),
+                None => Ok(Stats::default()),
+            },
+            Mode::V1 | Mode::Hybrid => stats::v1_stats(self),
+        }
+    }
+
+    /// The cgroup filesystems to mount inside the container, one per hierarchy.
+    pub fn mounts(&self) -> Vec<CgroupMount> {
+        let mut out = Vec::with_capacity(self.v1.len() + 1);
+        for h in &self.v1 {
+            let name = h
+                .mount_point
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let joined = h.controllers.join(",");
+            let options = if h.controllers.iter().all(|c| c.starts_with("name=")) {
+                format!("none,{joined}")
+            } else {
+                joined
+            };
+            out.push(CgroupMount {
+                mount_point_name: name,
+                fs_type: "cgroup",
+                options,
+                host_path: h.path.clone(),
+            });
+        }
+        if let Some(h) = &self.unified {
+            let name = if self.mode == Mode::V2 {
+                String::new()
+            } else {
+                h.mount_point
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            };
+            out.push(CgroupMount {
+                mount_point_name: name,
+                fs_type: "cgroup2",
+                options: String::new(),
+                host_path: h.path.clone(),
+            });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -255,7 +255,11 @@ impl Runtime {
                         .iter()
                         .flatten()
                         .map(|(clock, off)| {
-                            (clock.clone(), off.secs().unwrap_or(0), off.nanosecs().unwrap_or(0))
+                            (
+                                clock.clone(),
+                                off.secs().unwrap_or(0),
+                                off.nanosecs().unwrap_or(0),
+                            )
                         })
                         .collect();
                     ns.new_time = Some(offs);
@@ -286,12 +290,7 @@ impl Runtime {
         }
         joins.sort_by_key(|j| j.0);
         ns.join = joins.into_iter().map(|(_, f, p)| (f, p)).collect();
-        if !new_mountns
-            && !ns
-                .join
-                .iter()
-                .any(|(f, _)| *f == libc::CLONE_NEWNS)
-        {
+        if !new_mountns && !ns.join.iter().any(|(f, _)| *f == libc::CLONE_NEWNS) {
             return Err(Error::msg(
                 "linux.namespaces: a mount namespace is required to set up the rootfs",
             ));
@@ -345,8 +344,12 @@ impl Runtime {
         sysctl.sort();
 
         // Cgroups: resolved and checked before anything exists.
-        let cgroup = Manager::new(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), &o.id, self.systemd_cgroup)
-            .map_err(|e| Error::msg(e.to_string()))?;
+        let cgroup = Manager::new(
+            linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
+            &o.id,
+            self.systemd_cgroup,
+        )
+        .map_err(|e| Error::msg(e.to_string()))?;
 
         let owner = String::new();
         let annotations: HashMap<String, String> = spec.annotations().clone().unwrap_or_default();
@@ -373,9 +376,11 @@ impl Runtime {
         };
         let mut ours = None;
         let console_socket = match &o.console_socket {
-            Some(p) if proc_plan.terminal => Some(OwnedFd::from(UnixStream::connect(p).map_err(|e| {
-                Error::io(format!("connect to --console-socket {}", p.display()), e)
-            })?)),
+            Some(p) if proc_plan.terminal => {
+                Some(OwnedFd::from(UnixStream::connect(p).map_err(|e| {
+                    Error::io(format!("connect to --console-socket {}", p.display()), e)
+                })?))
+            }
             None if proc_plan.terminal => {
                 let (a, b) = UnixStream::pair().map_err(|e| Error::io("socketpair", e))?;
                 ours = Some(a);
@@ -415,7 +420,11 @@ impl Runtime {
             .apply(&resources)
             .map_err(|e| Error::msg(e.to_string()))?;
 
-        let dir_path = undo.dir.as_ref().map(|d| d.path.clone()).unwrap_or_default();
+        let dir_path = undo
+            .dir
+            .as_ref()
+            .map(|d| d.path.clone())
+            .unwrap_or_default();
         let fifo_path = dir_path.join(state::FIFO);
         nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o622))
             .map_err(|e| Error::msg(format!("create exec fifo {}: {e}", fifo_path.display())))?;
@@ -428,7 +437,11 @@ impl Runtime {
         let plan = InitPlan {
             id: o.id.clone(),
             rootfs: bundle.rootfs.clone(),
-            root_readonly: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
+            root_readonly: spec
+                .root()
+                .as_ref()
+                .and_then(|r| r.readonly())
+                .unwrap_or(false),
             root_propagation,
             no_pivot: o.no_pivot,
             namespaces: ns,
@@ -452,8 +465,20 @@ impl Runtime {
                 .collect(),
             default_devices: !dev_is_bind,
             devices,
-            masked_paths: linux.masked_paths().clone().unwrap_or_default().into_iter().map(PathBuf::from).collect(),
-            readonly_paths: linux.readonly_paths().clone().unwrap_or_default().into_iter().map(PathBuf::from).collect(),
+            masked_paths: linux
+                .masked_paths()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
+            readonly_paths: linux
+                .readonly_paths()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
             sysctl,
             process: proc_plan,
             no_new_keyring: o.no_new_keyring,
@@ -498,7 +523,8 @@ impl Runtime {
             Ok::<(), Error>(())
         })();
         if let Err(e) = result {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
             return Err(e);
         }
@@ -514,8 +540,12 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
     let abs = std::path::absolute(path).map_err(|e| Error::io(path.display(), e))?;
     let tmp = abs.with_file_name(format!(
         ".{}.kakuri-tmp",
-        abs.file_name().map(|s| s.to_string_lossy()).unwrap_or_default()
+        abs.file_name()
+            .map(|s| s.to_string_lossy())
+            .unwrap_or_default()
     ));
-    std::fs::write(&tmp, pid.to_string()).map_err(|e| Error::io(format!("write pid file {}", tmp.display()), e))?;
-    std::fs::rename(&tmp, &abs).map_err(|e| Error::io(format!("write pid file {}", abs.display()), e))
+    std::fs::write(&tmp, pid.to_string())
+        .map_err(|e| Error::io(format!("write pid file {}", tmp.display()), e))?;
+    std::fs::rename(&tmp, &abs)
+        .map_err(|e| Error::io(format!("write pid file {}", abs.display()), e))
 }

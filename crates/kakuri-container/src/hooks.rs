@@ -49,10 +49,7 @@ fn run_one(h: &Hook, state_json: &[u8]) -> Result<(), String> {
                 if Instant::now() >= deadline {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Err(format!(
-                        "{}: timed out after {t} seconds",
-                        path.display()
-                    ));
+                    return Err(format!("{}: timed out after {t} seconds", path.display()));
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }

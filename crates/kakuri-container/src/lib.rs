@@ -8,8 +8,8 @@
 pub mod create;
 pub mod features;
 pub mod hooks;
-pub mod state;
 mod run;
+pub mod state;
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -133,7 +133,10 @@ fn wait_gone(pid: i32, timeout: Duration) -> bool {
         if left.is_zero() {
             return false;
         }
-        let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let mut fds = [nix::poll::PollFd::new(
+            fd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
         let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
         match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
             Ok(n) if n > 0 => return true,
@@ -202,14 +205,14 @@ impl Runtime {
         let (dir, st, status) = self.open(id)?;
         match status {
             Status::Created => {}
-            Status::Stopped => {
-                return Err(Error::msg("cannot start a container that has stopped"))
-            }
+            Status::Stopped => return Err(Error::msg("cannot start a container that has stopped")),
             Status::Running | Status::Paused => {
                 return Err(Error::msg("cannot start an already running container"))
             }
             Status::Creating => {
-                return Err(Error::msg("cannot start a container that is still being created"))
+                return Err(Error::msg(
+                    "cannot start a container that is still being created",
+                ))
             }
         }
         start_created(&dir.path, &st)

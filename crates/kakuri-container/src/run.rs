@@ -181,10 +181,7 @@ fn wait_forwarding(pid: i32, master: Option<&OwnedFd>) -> Result<i32, Error> {
         }
         let ready: Vec<bool> = fds
             .iter()
-            .map(|f| {
-                f.revents()
-                    .is_some_and(|r| !r.is_empty())
-            })
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
             .collect();
         drop(fds);
         if ready[0] {

@@ -152,8 +152,8 @@ impl ContainerDir {
     pub fn save(&self, s: &State) -> Result<(), Error> {
         let tmp = self.path.join(".state.json.tmp");
         let data = serde_json::to_vec(s).map_err(|e| Error::msg(format!("encode state: {e}")))?;
-        let mut f = File::create(&tmp)
-            .map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
+        let mut f =
+            File::create(&tmp).map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
         f.write_all(&data)
             .map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
         std::fs::rename(&tmp, self.path.join(STATE_FILE))

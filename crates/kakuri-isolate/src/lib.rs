@@ -239,7 +239,10 @@ pub fn spawn(
                 .collect();
             if !text.is_empty() {
                 std::fs::write("/proc/self/timens_offsets", text).map_err(|e| {
-                    format!("linux.timeOffsets: write /proc/self/timens_offsets: {}", os_error(&e))
+                    format!(
+                        "linux.timeOffsets: write /proc/self/timens_offsets: {}",
+                        os_error(&e)
+                    )
                 })?;
             }
         }
@@ -298,7 +301,8 @@ pub fn spawn(
             std::fs::write(&p, adj.to_string())
                 .map_err(|e| format!("process.oomScoreAdj: write {p}: {}", os_error(&e)))?;
         }
-        pch.send(&Msg::Go).map_err(|e| format!("sync with init: {e}"))?;
+        pch.send(&Msg::Go)
+            .map_err(|e| format!("sync with init: {e}"))?;
         loop {
             match pch.recv().map_err(|e| format!("sync with init: {e}"))? {
                 Some(Msg::RunHooks) => {
@@ -375,9 +379,8 @@ fn init_main(
     {
         let cwd = &plan.process.cwd;
         if rootfs::open_in(root.as_fd(), cwd, libc::O_PATH).is_err() {
-            rootfs::mkdir_all(root.as_fd(), cwd).map_err(|e| {
-                format!("create cwd {cwd:?} in the rootfs: {}", os_error(&e))
-            })?;
+            rootfs::mkdir_all(root.as_fd(), cwd)
+                .map_err(|e| format!("create cwd {cwd:?} in the rootfs: {}", os_error(&e)))?;
         }
     }
     ch.send(&Msg::RunHooks)

@@ -122,10 +122,7 @@ impl ProcessPlan {
 
     /// The value of `PATH` in the process environment.
     fn path_var(&self) -> Option<&str> {
-        self.env
-            .iter()
-            .rev()
-            .find_map(|e| e.strip_prefix("PATH="))
+        self.env.iter().rev().find_map(|e| e.strip_prefix("PATH="))
     }
 
     /// Find the executable as Go's `exec.LookPath` does, with runc's error texts (clients match
@@ -202,7 +199,13 @@ impl ProcessPlan {
                 .map_err(|e| format!("apply capabilities: {e}"))?;
             // SAFETY: integer-only prctl.
             unsafe {
-                libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+                libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_CLEAR_ALL,
+                    0,
+                    0,
+                    0,
+                );
             }
             for i in 0..=last_cap() {
                 if c.ambient & (1u64 << i) != 0 {
@@ -267,7 +270,10 @@ fn capset(effective: u64, permitted: u64, inheritable: u64) -> io::Result<()> {
         inheritable: u32,
     }
     const V3: u32 = 0x2008_0522;
-    let hdr = Header { version: V3, pid: 0 };
+    let hdr = Header {
+        version: V3,
+        pid: 0,
+    };
     let lo = |v: u64| v as u32;
     let hi = |v: u64| (v >> 32) as u32;
     let data = [

@@ -39,7 +39,11 @@ fn rel(p: &Path) -> PathBuf {
 }
 
 /// Open `path` inside the root `root` (O_PATH unless `flags` says otherwise).
-pub(crate) fn open_in(root: BorrowedFd, path: &Path, flags: libc::c_int) -> std::io::Result<OwnedFd> {
+pub(crate) fn open_in(
+    root: BorrowedFd,
+    path: &Path,
+    flags: libc::c_int,
+) -> std::io::Result<OwnedFd> {
     let r = rel(path);
     let p = if r.as_os_str().is_empty() {
         Path::new(".")
@@ -426,8 +430,11 @@ fn setup_console(root: BorrowedFd) -> R<(OwnedFd, OwnedFd)> {
     )
     .map_err(|e| format!("open the container's /dev/pts/ptmx: {}", os_error(&e)))?;
     sys::unlockpt(master.as_fd()).map_err(|e| format!("unlockpt: {}", os_error(&e)))?;
-    let slave = sys::pty_peer(master.as_fd(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC)
-        .map_err(|e| format!("open pty peer: {}", os_error(&e)))?;
+    let slave = sys::pty_peer(
+        master.as_fd(),
+        libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+    )
+    .map_err(|e| format!("open pty peer: {}", os_error(&e)))?;
     let console = mkfile_all(root, Path::new("/dev/console"))
         .map_err(|e| format!("create /dev/console: {}", os_error(&e)))?;
     sys::mount(
@@ -474,7 +481,9 @@ fn mount_point_of(path: &Path) -> PathBuf {
 
 /// Everything up to (not including) pivot_root. Returns the console (master, slave) if any.
 pub(crate) fn prepare(plan: &InitPlan) -> R<(OwnedFd, Option<(OwnedFd, OwnedFd)>)> {
-    let prop = plan.root_propagation.unwrap_or(libc::MS_SLAVE | libc::MS_REC);
+    let prop = plan
+        .root_propagation
+        .unwrap_or(libc::MS_SLAVE | libc::MS_REC);
     sys::mount(None, Path::new("/"), None, prop, None)
         .map_err(|e| format!("make / {prop:#x}: {}", os_error(&e)))?;
     // pivot_root refuses a new root whose parent mount is shared: make that one mount private
@@ -518,8 +527,14 @@ pub(crate) fn prepare(plan: &InitPlan) -> R<(OwnedFd, Option<(OwnedFd, OwnedFd)>
 pub(crate) fn pivot(plan: &InitPlan, root: &OwnedFd) -> R<()> {
     nix::unistd::fchdir(root.as_raw_fd()).map_err(|e| format!("chdir rootfs: {e}"))?;
     if plan.no_pivot {
-        sys::mount(Some(&plan.rootfs), Path::new("/"), None, libc::MS_MOVE, None)
-            .map_err(|e| format!("move rootfs to /: {}", os_error(&e)))?;
+        sys::mount(
+            Some(&plan.rootfs),
+            Path::new("/"),
+            None,
+            libc::MS_MOVE,
+            None,
+        )
+        .map_err(|e| format!("move rootfs to /: {}", os_error(&e)))?;
         nix::unistd::chroot(".").map_err(|e| format!("chroot: {e}"))?;
     } else {
         let dot = Path::new(".");
@@ -587,7 +602,13 @@ pub(crate) fn finalize(plan: &InitPlan) -> R<()> {
                     None,
                 )
             } else {
-                sys::mount(Some(&fdpath(null.as_fd())), &target, None, libc::MS_BIND, None)
+                sys::mount(
+                    Some(&fdpath(null.as_fd())),
+                    &target,
+                    None,
+                    libc::MS_BIND,
+                    None,
+                )
             };
             r.map_err(|e| format!("masked path {p:?}: {}", os_error(&e)))?;
         }

@@ -175,8 +175,7 @@ pub fn validate(spec: &Spec, _bundle: &Path) -> Result<(), ValidationError> {
             "unable to set hostname without a private UTS namespace",
         ));
     }
-    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts)
-    {
+    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
         return Err(err(
             "domainname",
             "unable to set domainname without a private UTS namespace",

@@ -173,7 +173,10 @@ fn default_root() -> PathBuf {
 
 fn print_version() {
     println!("kakuri version {}", env!("CARGO_PKG_VERSION"));
-    println!("commit: {}", option_env!("KAKURI_COMMIT").unwrap_or("unknown"));
+    println!(
+        "commit: {}",
+        option_env!("KAKURI_COMMIT").unwrap_or("unknown")
+    );
     println!("spec: {}", kakuri_spec::OCI_VERSION);
 }
 
@@ -234,9 +237,9 @@ fn dispatch(rt: &Runtime, cmd: Cmd, cli: &Cli) -> (Option<&'static str>, Outcome
         Cmd::Start { id } => (None, rt.start(&id).map(|_| 0)),
         Cmd::State { id } => (
             None,
-            rt.state(&id).and_then(|s| {
+            rt.state(&id).map(|s| {
                 print_json(&serde_json::to_value(s).unwrap_or_default(), true);
-                Ok(0)
+                0
             }),
         ),
         Cmd::Kill { id, signal, all } => (
