@@ -137,12 +137,12 @@ impl ParentSteps for Parent<'_> {
     }
 }
 
-struct Init<'a> {
-    state: &'a State,
-    hooks: Option<&'a oci::Hooks>,
-    seccomp: Option<kakuri_seccomp::Filter>,
+pub(crate) struct Init<'a> {
+    pub(crate) state: &'a State,
+    pub(crate) hooks: Option<&'a oci::Hooks>,
+    pub(crate) seccomp: Option<kakuri_seccomp::Filter>,
     /// The init's host pid, read from the host /proc before pivot_root.
-    host_pid: Cell<i32>,
+    pub(crate) host_pid: Cell<i32>,
 }
 
 impl InitSteps for Init<'_> {
@@ -366,6 +366,8 @@ impl Runtime {
             hooks: spec.hooks().clone(),
             namespaces: Vec::new(),
             use_systemd: self.systemd_cgroup,
+            process: spec.process().clone(),
+            seccomp: linux.seccomp().clone(),
         };
 
         // From here on, everything made is undone on failure.
@@ -536,7 +538,7 @@ impl Runtime {
 }
 
 /// Write the pid file atomically, as runc does (clients read it the moment create returns).
-fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
     let abs = std::path::absolute(path).map_err(|e| Error::io(path.display(), e))?;
     let tmp = abs.with_file_name(format!(
         ".{}.kakuri-tmp",

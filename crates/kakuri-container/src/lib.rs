@@ -6,10 +6,13 @@
 //! written once, by `create`.
 
 pub mod create;
+pub mod events;
+pub mod exec;
 pub mod features;
 pub mod hooks;
 mod run;
 pub mod state;
+pub mod update;
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -19,6 +22,7 @@ use kakuri_spec::os_error;
 use serde::Serialize;
 
 pub use create::CreateOptions;
+pub use exec::ExecOptions;
 pub use state::{ContainerDir, State, Status};
 
 /// An error of a kakuri operation. The text is what the user (and clients such as containerd and
@@ -174,7 +178,7 @@ impl Runtime {
         }
     }
 
-    fn open(&self, id: &str) -> Result<(ContainerDir, State, Status), Error> {
+    pub fn open(&self, id: &str) -> Result<(ContainerDir, State, Status), Error> {
         let dir = ContainerDir::open(&self.root, id)?;
         let st = dir.load().map_err(|e| match e {
             Error::NotExist(_) => Error::NotExist(id.to_string()),

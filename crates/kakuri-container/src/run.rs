@@ -58,7 +58,7 @@ impl Runtime {
     }
 }
 
-fn recv_fd(sock: &UnixStream) -> std::io::Result<OwnedFd> {
+pub(crate) fn recv_fd(sock: &UnixStream) -> std::io::Result<OwnedFd> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     let mut buf = [0u8; 256];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
@@ -128,7 +128,7 @@ fn copy_winsize(master: &OwnedFd) {
     }
 }
 
-fn wait_forwarding(pid: i32, master: Option<&OwnedFd>) -> Result<i32, Error> {
+pub(crate) fn wait_forwarding(pid: i32, master: Option<&OwnedFd>) -> Result<i32, Error> {
     let child = Pid::from_raw(pid);
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);

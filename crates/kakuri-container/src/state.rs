@@ -64,6 +64,12 @@ pub struct State {
     pub namespaces: Vec<String>,
     #[serde(default)]
     pub use_systemd: bool,
+    /// The container's process spec: the base of an `exec` without `--process`.
+    #[serde(default)]
+    pub process: Option<oci::Process>,
+    /// The container's seccomp profile, applied to exec'd processes too.
+    #[serde(default)]
+    pub seccomp: Option<oci::LinuxSeccomp>,
 }
 
 pub const STATE_FILE: &str = "state.json";

@@ -25,6 +25,7 @@
 //! reports it, so `create` fails with the real reason and nothing is left running.
 
 pub mod channel;
+pub mod exec;
 pub mod mountopts;
 pub mod process;
 pub mod rootfs;

@@ -86,6 +86,63 @@ impl CreateArgs {
     }
 }
 
+#[derive(Args, Debug, Clone)]
+struct ExecArgs {
+    /// Container id
+    id: String,
+    /// The command and its arguments (unless --process)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+    /// A process.json with the whole process spec
+    #[arg(short = 'p', long, value_name = "FILE")]
+    process: Option<PathBuf>,
+    /// Allocate a pseudo-TTY
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// Unix socket to send the pty master to
+    #[arg(long = "console-socket", value_name = "PATH")]
+    console_socket: Option<PathBuf>,
+    /// Working directory in the container
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    /// Set an environment variable (KEY=value); repeatable
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// uid[:gid] to run as
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// Additional gids; repeatable
+    #[arg(short = 'g', long = "additional-gids")]
+    additional_gids: Vec<u32>,
+    /// Add a capability; repeatable
+    #[arg(short = 'c', long = "cap")]
+    cap: Vec<String>,
+    /// Set no_new_privs for the process
+    #[arg(long = "no-new-privs")]
+    no_new_privs: bool,
+    /// AppArmor profile (hosts without AppArmor: ignored, as runc does)
+    #[arg(long)]
+    apparmor: Option<String>,
+    /// SELinux process label (hosts without SELinux: ignored, as runc does)
+    #[arg(long = "process-label")]
+    process_label: Option<String>,
+    /// Pass N more file descriptors (from 3 on)
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: u32,
+    /// Detach from the process
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// Write the process's pid to this file
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// Put the process in this sub-cgroup of the container
+    #[arg(long)]
+    cgroup: Option<String>,
+    /// Allow exec in a paused container
+    #[arg(long = "ignore-paused")]
+    ignore_paused: bool,
+}
+
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Create a container from a bundle; it waits for `start`
@@ -147,6 +204,8 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_args: Vec<String>,
     },
+    /// Run a new process inside a running container
+    Exec(Box<ExecArgs>),
     /// Write a default config.json
     Spec {
         /// Bundle directory to write config.json into
@@ -209,14 +268,16 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let msg = match prefix {
+                // exec's errors carry runc's own "exec failed:" wording.
+                Some("exec") | None => e.to_string(),
                 Some(p) => format!("kakuri {p} failed: {e}"),
-                None => e.to_string(),
             };
             log::error!("{msg}");
             if log_to_file {
                 eprintln!("{msg}");
             }
-            ExitCode::from(1)
+            // runc's exec reports its own failures with 255, apart from the process's codes.
+            ExitCode::from(if prefix == Some("exec") { 255 } else { 1 })
         }
     }
 }
@@ -263,6 +324,32 @@ fn dispatch(rt: &Runtime, cmd: Cmd, cli: &Cli) -> (Option<&'static str>, Outcome
             None,
             spec(&bundle, rootless || cli.rootless.as_deref() == Some("true")),
         ),
+        Cmd::Exec(a) => {
+            if a.apparmor.is_some() || a.process_label.is_some() {
+                log::warn!(
+                    "exec: no AppArmor/SELinux on this host: --apparmor/--process-label ignored"
+                );
+            }
+            let o = kakuri_container::ExecOptions {
+                id: a.id.clone(),
+                process_file: a.process.clone(),
+                args: a.command.clone(),
+                tty: a.tty,
+                console_socket: a.console_socket.clone(),
+                cwd: a.cwd.clone(),
+                env: a.env.clone(),
+                user: a.user.clone(),
+                additional_gids: a.additional_gids.clone(),
+                caps: a.cap.clone(),
+                no_new_privs: a.no_new_privs,
+                preserve_fds: a.preserve_fds,
+                detach: a.detach,
+                pid_file: a.pid_file.clone(),
+                cgroup: a.cgroup.clone(),
+                ignore_paused: a.ignore_paused,
+            };
+            (Some("exec"), rt.exec(&o).map(|c| c.clamp(0, 255) as u8))
+        }
         Cmd::Features => {
             print_json(&kakuri_container::features::features(), true);
             (None, Ok(0))

@@ -1,0 +1,1 @@
+//! `events`: stats and OOM events of a container.

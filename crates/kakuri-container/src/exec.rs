@@ -1,0 +1,282 @@
+//! `exec`: run a new process inside a running container, as runc does.
+
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use kakuri_isolate::exec::ExecPlan;
+use kakuri_isolate::{ParentSteps, ProcessPlan};
+use kakuri_spec::oci;
+
+use crate::create::Init;
+use crate::state::Status;
+use crate::{Error, Runtime};
+
+/// Options of `exec`.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub id: String,
+    /// A full process.json; otherwise the container's process with the fields below changed.
+    pub process_file: Option<PathBuf>,
+    pub args: Vec<String>,
+    pub tty: bool,
+    pub console_socket: Option<PathBuf>,
+    pub cwd: Option<PathBuf>,
+    pub env: Vec<String>,
+    /// `uid[:gid]`.
+    pub user: Option<String>,
+    pub additional_gids: Vec<u32>,
+    pub caps: Vec<String>,
+    pub no_new_privs: bool,
+    pub preserve_fds: u32,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    /// A sub-cgroup of the container's cgroup to put the process in.
+    pub cgroup: Option<String>,
+    pub ignore_paused: bool,
+}
+
+fn parse_user(s: &str) -> Result<(u32, Option<u32>), Error> {
+    let bad = || Error::msg(format!("invalid --user {s:?}: want uid[:gid] (numbers)"));
+    match s.split_once(':') {
+        Some((u, g)) => Ok((
+            u.parse().map_err(|_| bad())?,
+            Some(g.parse().map_err(|_| bad())?),
+        )),
+        None => Ok((s.parse().map_err(|_| bad())?, None)),
+    }
+}
+
+/// Set or replace `KEY=value` entries of an environment.
+fn merge_env(base: &mut Vec<String>, extra: &[String]) {
+    for kv in extra {
+        let key = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
+        base.retain(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) != key);
+        base.push(kv.clone());
+    }
+}
+
+/// The process spec of an exec: `--process` as given, or the container's own with the options.
+fn exec_process(o: &ExecOptions, base: Option<&oci::Process>) -> Result<oci::Process, Error> {
+    if let Some(f) = &o.process_file {
+        let bytes = std::fs::read(f).map_err(|e| Error::io(format!("read {}", f.display()), e))?;
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        return serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            Error::msg(format!(
+                "{}: field {}: {}",
+                f.display(),
+                e.path(),
+                e.inner()
+            ))
+        });
+    }
+    if o.args.is_empty() {
+        return Err(Error::msg("exec: no command given (and no --process)"));
+    }
+    let mut p = base.cloned().unwrap_or_default();
+    p.set_args(Some(o.args.clone()));
+    p.set_terminal(Some(o.tty));
+    let mut env = p.env().clone().unwrap_or_default();
+    merge_env(&mut env, &o.env);
+    p.set_env(Some(env));
+    if let Some(c) = &o.cwd {
+        p.set_cwd(c.clone());
+    }
+    let mut user = p.user().clone();
+    if let Some(u) = &o.user {
+        let (uid, gid) = parse_user(u)?;
+        user.set_uid(uid);
+        if let Some(g) = gid {
+            user.set_gid(g);
+        }
+    }
+    if !o.additional_gids.is_empty() {
+        user.set_additional_gids(Some(o.additional_gids.clone()));
+    }
+    p.set_user(user);
+    if o.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    if !o.caps.is_empty() {
+        let mut caps = p.capabilities().clone().unwrap_or_default();
+        let mut add = HashSet::new();
+        for c in &o.caps {
+            let name = c.strip_prefix("CAP_").unwrap_or(c);
+            let cap = oci::Capability::from_str(name)
+                .map_err(|_| Error::msg(format!("--cap: unknown capability {c:?}")))?;
+            add.insert(cap);
+        }
+        let with = |s: &Option<oci::Capabilities>| {
+            let mut s = s.clone().unwrap_or_default();
+            s.extend(add.iter().copied());
+            Some(s)
+        };
+        caps.set_bounding(with(caps.bounding()));
+        caps.set_effective(with(caps.effective()));
+        caps.set_permitted(with(caps.permitted()));
+        p.set_capabilities(Some(caps));
+    }
+    Ok(p)
+}
+
+struct ExecParent<'a> {
+    cgroup: &'a kakuri_cgroups::Manager,
+    sub: Option<&'a str>,
+}
+
+impl ParentSteps for ExecParent<'_> {
+    fn placed(&mut self, pid: i32) -> Result<(), String> {
+        match self.sub {
+            None => self.cgroup.add_task(pid).map_err(|e| e.to_string()),
+            Some(sub) => {
+                // `--cgroup name` or `--cgroup controller[,controller]:name`.
+                let name = sub.rsplit(':').next().unwrap_or(sub);
+                let mut done = false;
+                for p in self.cgroup.all_paths() {
+                    let dir = p.join(name);
+                    if dir.is_dir() {
+                        std::fs::write(dir.join("cgroup.procs"), pid.to_string()).map_err(|e| {
+                            format!(
+                                "--cgroup {sub}: {}: {}",
+                                dir.display(),
+                                kakuri_spec::os_error(&e)
+                            )
+                        })?;
+                        done = true;
+                    } else {
+                        self.cgroup.add_task(pid).map_err(|e| e.to_string())?;
+                    }
+                }
+                if !done {
+                    return Err(format!(
+                        "--cgroup {sub}: no such sub-cgroup of the container"
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn create_runtime(&mut self, _pid: i32) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl Runtime {
+    /// `exec`: returns the process's exit code (or 0 when detached).
+    pub fn exec(&self, o: &ExecOptions) -> Result<i32, Error> {
+        let (dir, st, status) = self.open(&o.id)?;
+        match status {
+            Status::Running | Status::Created => {}
+            Status::Paused if o.ignore_paused => {}
+            Status::Paused => {
+                return Err(Error::msg(
+                    "cannot exec in a paused container (use --ignore-paused to override)",
+                ))
+            }
+            Status::Stopped | Status::Creating => {
+                return Err(Error::msg("cannot exec in a stopped container"))
+            }
+        }
+        let spec = exec_process(o, st.process.as_ref())?;
+        let plan_proc = ProcessPlan::from_spec(&spec).map_err(Error::msg)?;
+        if plan_proc.terminal && o.detach && o.console_socket.is_none() {
+            return Err(Error::msg(
+                "cannot allocate tty if kakuri will detach without setting console socket",
+            ));
+        }
+        if !plan_proc.terminal && o.console_socket.is_some() {
+            return Err(Error::msg(
+                "cannot use console socket if kakuri will not detach or allocate tty",
+            ));
+        }
+        let seccomp = st
+            .seccomp
+            .as_ref()
+            .map(kakuri_seccomp::compile)
+            .transpose()
+            .map_err(|e| Error::msg(e.to_string()))?;
+        let mut ours: Option<UnixStream> = None;
+        let console_socket = match &o.console_socket {
+            Some(p) if plan_proc.terminal => {
+                Some(OwnedFd::from(UnixStream::connect(p).map_err(|e| {
+                    Error::io(format!("connect to --console-socket {}", p.display()), e)
+                })?))
+            }
+            None if plan_proc.terminal => {
+                let (a, b) = UnixStream::pair().map_err(|e| Error::io("socketpair", e))?;
+                ours = Some(a);
+                Some(OwnedFd::from(b))
+            }
+            _ => None,
+        };
+        let mut namespaces = st.namespaces.clone();
+        if namespaces.is_empty() {
+            namespaces = ["user", "mnt", "pid", "net", "ipc", "uts", "cgroup", "time"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        }
+        let plan = ExecPlan {
+            init_pid: st.pid,
+            namespaces,
+            process: plan_proc,
+            console_socket,
+            preserve_fds: o.preserve_fds,
+            close_in_child: vec![dir.lock_fd()],
+        };
+        let init = Init {
+            state: &st,
+            hooks: None,
+            seccomp,
+            host_pid: Cell::new(0),
+        };
+        let mut parent = ExecParent {
+            cgroup: &st.cgroup,
+            sub: o.cgroup.as_deref(),
+        };
+        let pid = kakuri_isolate::exec::spawn_exec(&plan, &init, &mut parent).map_err(|e| {
+            Error::msg(format!(
+                "exec failed: unable to start container process: {e}"
+            ))
+        })?;
+        drop(plan);
+        // The container lock is not held while the process runs.
+        drop(dir);
+        if let Some(pf) = &o.pid_file {
+            crate::create::write_pid_file(pf, pid)?;
+        }
+        if o.detach {
+            return Ok(0);
+        }
+        let master = match ours {
+            Some(sock) => {
+                Some(crate::run::recv_fd(&sock).map_err(|e| Error::io("receive the console", e))?)
+            }
+            None => None,
+        };
+        crate::run::wait_forwarding(pid, master.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_merge_replaces_keys() {
+        let mut e = vec!["PATH=/bin".to_string(), "A=1".to_string()];
+        merge_env(&mut e, &["A=2".to_string(), "B=3".to_string()]);
+        assert_eq!(e, ["PATH=/bin", "A=2", "B=3"]);
+    }
+
+    #[test]
+    fn users() {
+        assert_eq!(parse_user("1000").unwrap(), (1000, None));
+        assert_eq!(parse_user("1000:100").unwrap(), (1000, Some(100)));
+        assert!(parse_user("bob").is_err());
+    }
+}

@@ -1,0 +1,239 @@
+//! A new process in a running container (`exec`).
+//!
+//! The parent enters the container's pid (and time) namespace for its children only, forks once,
+//! and goes back; the child joins the container's other namespaces (user first, mount last),
+//! waits until the parent has put it in the container's cgroup, then applies the process spec
+//! and execs. One fork, no re-exec, as for `create`.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use kakuri_spec::os_error;
+
+use crate::channel::{Channel, Msg};
+use crate::process::ProcessPlan;
+use crate::{sys, InitSteps, ParentSteps};
+
+/// Everything an exec'd process needs, resolved before the fork.
+#[derive(Debug)]
+pub struct ExecPlan {
+    /// The container's init (host pid): its `/proc/<pid>/ns/*` are joined.
+    pub init_pid: i32,
+    /// Namespace kinds to join ("user", "mnt", "pid", ...), as `/proc/<pid>/ns` names.
+    pub namespaces: Vec<String>,
+    pub process: ProcessPlan,
+    pub console_socket: Option<OwnedFd>,
+    pub preserve_fds: u32,
+    /// Descriptors of the runtime the child must not keep.
+    pub close_in_child: Vec<std::os::fd::RawFd>,
+}
+
+fn flag_of(name: &str) -> libc::c_int {
+    match name {
+        "user" => libc::CLONE_NEWUSER,
+        "mnt" => libc::CLONE_NEWNS,
+        "pid" => libc::CLONE_NEWPID,
+        "net" => libc::CLONE_NEWNET,
+        "ipc" => libc::CLONE_NEWIPC,
+        "uts" => libc::CLONE_NEWUTS,
+        "cgroup" => libc::CLONE_NEWCGROUP,
+        "time" => libc::CLONE_NEWTIME,
+        _ => 0,
+    }
+}
+
+fn open(path: &Path) -> Result<OwnedFd, String> {
+    std::fs::File::open(path)
+        .map(OwnedFd::from)
+        .map_err(|e| format!("open {}: {}", path.display(), os_error(&e)))
+}
+
+/// Fork the exec'd process into the container; returns its host pid once it is about to exec.
+pub fn spawn_exec(
+    plan: &ExecPlan,
+    steps: &dyn InitSteps,
+    parent: &mut dyn ParentSteps,
+) -> Result<i32, String> {
+    let ns_path = |n: &str| PathBuf::from(format!("/proc/{}/ns/{n}", plan.init_pid));
+    // Open every namespace first: the init could exit while we work.
+    let mut fds: Vec<(String, OwnedFd)> = Vec::new();
+    for n in &plan.namespaces {
+        if flag_of(n) == 0 {
+            continue;
+        }
+        // Only namespaces that differ from ours are joined (setns to one's own user namespace
+        // fails with EINVAL).
+        let theirs = ns_path(n);
+        let ours = PathBuf::from(format!("/proc/self/ns/{n}"));
+        let same = match (std::fs::metadata(&theirs), std::fs::metadata(&ours)) {
+            (Ok(a), Ok(b)) => {
+                use std::os::unix::fs::MetadataExt;
+                a.ino() == b.ino() && a.dev() == b.dev()
+            }
+            (Err(e), _) => return Err(format!("open {}: {}", theirs.display(), os_error(&e))),
+            _ => false,
+        };
+        if !same {
+            fds.push((n.clone(), open(&theirs)?));
+        }
+    }
+    let (pch, cch) = Channel::pair().map_err(|e| format!("socketpair: {e}"))?;
+    // pid and time namespaces apply to children: the parent enters them around the fork.
+    let mut restore: Vec<(OwnedFd, libc::c_int)> = Vec::new();
+    let undo = |restore: &mut Vec<(OwnedFd, libc::c_int)>| {
+        for (fd, flag) in restore.drain(..).rev() {
+            let _ = sys::setns(fd.as_fd(), flag);
+        }
+    };
+    for (n, fd) in &fds {
+        if n == "pid" || n == "time" {
+            let own = open(Path::new(&format!("/proc/self/ns/{n}_for_children")))?;
+            if let Err(e) = sys::setns(fd.as_fd(), flag_of(n)) {
+                undo(&mut restore);
+                return Err(format!(
+                    "join the container's {n} namespace: {}",
+                    os_error(&e)
+                ));
+            }
+            restore.push((own, flag_of(n)));
+        }
+    }
+    // SAFETY: kakuri is single-threaded (see `spawn`).
+    let forked = unsafe { sys::fork_clone(0) };
+    if !matches!(forked, Ok(sys::Forked::Child)) {
+        undo(&mut restore);
+    }
+    let pid = match forked.map_err(|e| format!("fork: {}", os_error(&e)))? {
+        sys::Forked::Child => {
+            drop(pch);
+            drop(restore);
+            for fd in &plan.close_in_child {
+                // SAFETY: the parent's descriptors, unused by this child.
+                unsafe { libc::close(*fd) };
+            }
+            let err = match exec_main(plan, &fds, &cch, steps) {
+                Ok(never) => match never {},
+                Err(e) => e,
+            };
+            if cch.send(&Msg::Error(err.clone())).is_err() {
+                eprintln!("kakuri exec: {err}");
+            }
+            sys::exit_now(255);
+        }
+        sys::Forked::Parent(pid) => pid,
+    };
+    drop(cch);
+    drop(fds);
+    let result = (|| {
+        parent.placed(pid)?;
+        pch.send(&Msg::Go).map_err(|e| format!("sync: {e}"))?;
+        match pch.recv().map_err(|e| format!("sync: {e}"))? {
+            Some(Msg::Ready) => Ok(()),
+            Some(Msg::Error(e)) => Err(e),
+            Some(m) => Err(format!("unexpected message: {m:?}")),
+            None => Err("the exec'd process exited during setup".into()),
+        }
+    })();
+    match result {
+        Ok(()) => Ok(pid),
+        Err(e) => {
+            let p = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(p, nix::sys::signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(p, None);
+            Err(e)
+        }
+    }
+}
+
+fn exec_main(
+    plan: &ExecPlan,
+    fds: &[(String, OwnedFd)],
+    ch: &Channel,
+    steps: &dyn InitSteps,
+) -> Result<std::convert::Infallible, String> {
+    sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
+        .map_err(|e| format!("set parent death signal: {e}"))?;
+    match ch.recv().map_err(|e| format!("sync: {e}"))? {
+        Some(Msg::Go) => {}
+        _ => sys::exit_now(255),
+    }
+    // User namespace first (it grants the rights to join the others), mount namespace last (it
+    // changes our root and cwd).
+    let order = |n: &str| match n {
+        "user" => 0,
+        "mnt" => 2,
+        _ => 1,
+    };
+    let mut sorted: Vec<&(String, OwnedFd)> = fds
+        .iter()
+        .filter(|(n, _)| n != "pid" && n != "time")
+        .collect();
+    sorted.sort_by_key(|(n, _)| order(n));
+    for (n, fd) in sorted {
+        sys::setns(fd.as_fd(), flag_of(n))
+            .map_err(|e| format!("join the container's {n} namespace: {}", os_error(&e)))?;
+        if n == "user" {
+            sys::setresgid(0).map_err(|e| format!("setgid 0: {e}"))?;
+            sys::setresuid(0).map_err(|e| format!("setuid 0: {e}"))?;
+        }
+    }
+    let proc = &plan.process;
+    let slave = if proc.terminal {
+        let master = nix::fcntl::open(
+            "/dev/pts/ptmx",
+            nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NOCTTY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| format!("open the container's /dev/pts/ptmx: {e}"))?;
+        // SAFETY: fresh descriptor from open.
+        let master: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(master) };
+        sys::unlockpt(master.as_fd()).map_err(|e| format!("unlockpt: {}", os_error(&e)))?;
+        let slave = sys::pty_peer(
+            master.as_fd(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+        .map_err(|e| format!("open pty peer: {}", os_error(&e)))?;
+        if let Some(sock) = &plan.console_socket {
+            crate::send_fd(sock, &master, "/dev/ptmx")
+                .map_err(|e| format!("send the console to --console-socket: {e}"))?;
+        }
+        Some(slave)
+    } else {
+        None
+    };
+    if let Some(u) = proc.umask {
+        // SAFETY: umask cannot fail.
+        unsafe { libc::umask(u as libc::mode_t) };
+    }
+    proc.apply_rlimits()?;
+    let exe = proc.resolve_executable()?;
+    if proc.no_new_privileges {
+        sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(|e| format!("no_new_privs: {e}"))?;
+    } else {
+        steps.load_seccomp()?;
+    }
+    proc.apply_credentials(true)?;
+    nix::unistd::chdir(&proc.cwd).map_err(|e| {
+        format!(
+            "chdir to cwd ({:?}) set in config.json failed: {}",
+            proc.cwd,
+            os_error(&std::io::Error::from(e))
+        )
+    })?;
+    if let Some(s) = slave {
+        nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+        for fd in 0..3 {
+            nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&s), fd)
+                .map_err(|e| format!("dup2 console: {e}"))?;
+        }
+        sys::set_controlling_tty(s.as_fd()).map_err(|e| format!("set controlling tty: {e}"))?;
+    }
+    sys::cloexec_from(3 + plan.preserve_fds).map_err(|e| format!("close_range: {e}"))?;
+    if proc.no_new_privileges {
+        steps.load_seccomp()?;
+    }
+    // A detached exec outlives the runtime.
+    sys::prctl(libc::PR_SET_PDEATHSIG, 0).map_err(|e| format!("clear parent death signal: {e}"))?;
+    ch.send(&Msg::Ready).map_err(|e| format!("sync: {e}"))?;
+    Err(proc.exec(&exe))
+}

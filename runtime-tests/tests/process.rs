@@ -1,0 +1,206 @@
+//! The container process: args, env, cwd, user, umask, capabilities, rlimits,
+//! noNewPrivileges, oomScoreAdj, sysctl, session keyring.
+
+use kakuri_runtime_tests::*;
+use serde_json::json;
+
+fn run_ok(env: &TestEnv, b: &Bundle, extra: &[&str]) -> String {
+    let (_, out) = env.run_container(b, extra);
+    out.ok();
+    out.stdout
+}
+
+#[test]
+fn args_env_and_cwd() {
+    let env = TestEnv::new();
+    let mut b = env.bundle();
+    b.set_args(&[
+        "sh",
+        "-c",
+        "echo \"[$0][$1][$2]\"; echo \"FOO=$FOO\"; pwd; env | grep -c '^BAR=two words$'",
+        "zero",
+        "one",
+        "two words",
+    ]);
+    b.set_env(&["FOO=bar", "BAR=two words"]);
+    b.set_cwd("/home/user");
+    let out = run_ok(&env, &b, &[]);
+    assert_eq!(out, "[zero][one][two words]\nFOO=bar\n/home/user\n1\n");
+    env.finish();
+}
+
+#[test]
+fn user_uid_gid_and_additional_gids() {
+    let env = TestEnv::new();
+    let mut b = env.bundle();
+    b.set_user(1000, 1000, &[10, 5]);
+    b.set_sh("grep -E '^(Uid|Gid|Groups):' /proc/self/status; id -u; id -g");
+    let out = run_ok(&env, &b, &[]);
+    assert_eq!(
+        status_field(&out, "Uid").as_deref(),
+        Some("1000\t1000\t1000\t1000"),
+        "{out}"
+    );
+    assert_eq!(
+        status_field(&out, "Gid").as_deref(),
+        Some("1000\t1000\t1000\t1000"),
+        "{out}"
+    );
+    let groups = status_field(&out, "Groups").unwrap_or_default();
+    assert_eq!(line_set(&groups), line_set("5 10"), "{out}");
+    assert!(out.ends_with("1000\n1000\n"), "{out}");
+    env.finish();
+}
+
+#[test]
+fn umask_is_applied() {
+    let env = TestEnv::new();
+    let mut b = env.bundle();
+    b.set("/process/user/umask", json!(0o027));
+    b.set_sh("umask; touch /tmp/f; stat -c %a /tmp/f");
+    let out = run_ok(&env, &b, &[]);
+    assert_eq!(out, "0027\n640\n");
+    env.finish();
+}
+
+fn cap_lines(out: &str) -> [String; 5] {
+    ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"]
+        .map(|k| status_field(out, k).unwrap_or_else(|| panic!("no {k} in {out}")))
+}
+
+#[test]
+fn capability_sets_non_root() {
+    // For a non-root user without file capabilities, execve keeps inheritable and bounding
+    // and sets permitted = effective = ambient: choose a config where all five survive exec.
+    let env = TestEnv::new();
+    let mut b = env.bundle();
+    let bounding = [
+        "CAP_CHOWN",
+        "CAP_KILL",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SETUID",
+        "CAP_NET_RAW",
+    ];
+    let inheritable = ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW"];
+    let amb = ["CAP_KILL", "CAP_NET_BIND_SERVICE"];
+    b.set_user(1000, 1000, &[]);
+    b.set_caps("bounding", &bounding);
+    b.set_caps("inheritable", &inheritable);
+    b.set_caps("permitted", &amb);
+    b.set_caps("effective", &amb);
+    b.set_caps("ambient", &amb);
+    b.set("/process/noNewPrivileges", json!(false));
+    b.set_sh("grep ^Cap /proc/self/status");
+    let out = run_ok(&env, &b, &[]);
+    let [inh, prm, eff, bnd, ambient] = cap_lines(&out);
+    assert_eq!(inh, cap_mask(&inheritable), "CapInh: {out}");
+    assert_eq!(prm, cap_mask(&amb), "CapPrm: {out}");
+    assert_eq!(eff, cap_mask(&amb), "CapEff: {out}");
+    assert_eq!(bnd, cap_mask(&bounding), "CapBnd: {out}");
+    assert_eq!(ambient, cap_mask(&amb), "CapAmb: {out}");
+    env.finish();
+}
+
+#[test]
+fn capability_sets_root() {
+    let env = TestEnv::new();
+    let mut b = env.bundle();
+    let set = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_KILL", "CAP_SYS_ADMIN"];
+    for kind in ["bounding", "permitted", "effective"] {
+        b.set_caps(kind, &set);
+    }
+    b.set_caps("inheritable", &["CAP_KILL"]);
+    b.set_caps("ambient", &[]);
+    b.set_sh("grep ^Cap /proc/self/status");
+    let out = run_ok(&env, &b, &[]);
+    let [inh, prm, eff, bnd, ambient] = cap_lines(&out);
+    assert_eq!(inh, cap_mask(&["CAP_KILL"]), "{out}");
+    assert_eq!(prm, cap_mask(&set), "{out}");
+    assert_eq!(eff, cap_mask(&set), "{out}");
+    assert_eq!(bnd, cap_mask(&set), "{out}");
+    assert_eq!(ambient, cap_mask(&[]), "{out}");
+    env.finish();
+}
+
+#[test]
+fn rlimits_soft_and_hard() {
+    let env = TestEnv::new();
+    let mut b = env.bundle();
+    b.set_rlimit("RLIMIT_NOFILE", 512, 1000);
+    b.set_rlimit("RLIMIT_NPROC", 300, 400);
+    b.set_sh("ulimit -n; ulimit -Hn; ulimit -u; ulimit -Hu");
+    let out = run_ok(&env, &b, &[]);
+    assert_eq!(out, "512\n1000\n300\n400\n");
+    env.finish();
+}
+
+#[test]
+fn no_new_privileges() {
+    let env = TestEnv::new();
+    for (nnp, expect) in [(true, "1"), (false, "0")] {
+        let mut b = env.bundle();
+        b.set("/process/noNewPrivileges", json!(nnp));
+        b.set_sh("grep ^NoNewPrivs: /proc/self/status");
+        let out = run_ok(&env, &b, &[]);
+        assert_eq!(
+            status_field(&out, "NoNewPrivs").as_deref(),
+            Some(expect),
+            "{out}"
+        );
+    }
+    env.finish();
+}
+
+#[test]
+fn oom_score_adj() {
+    let env = TestEnv::new();
+    let mut b = env.bundle();
+    b.set("/process/oomScoreAdj", json!(123));
+    b.set_sh("cat /proc/self/oom_score_adj");
+    assert_eq!(run_ok(&env, &b, &[]), "123\n");
+    env.finish();
+}
+
+#[test]
+fn sysctl_is_applied() {
+    let env = TestEnv::new();
+    let mut b = env.bundle();
+    b.set(
+        "/linux/sysctl",
+        json!({"net.ipv4.ip_forward": "1", "kernel.shmmax": "123456789"}),
+    );
+    b.set_sh("cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmax");
+    assert_eq!(run_ok(&env, &b, &[]), "1\n123456789\n");
+    // The host's values are untouched (new net and ipc namespaces).
+    assert_ne!(
+        std::fs::read_to_string("/proc/sys/kernel/shmmax")
+            .unwrap()
+            .trim(),
+        "123456789"
+    );
+    env.finish();
+}
+
+#[test]
+fn session_keyring() {
+    let env = TestEnv::new();
+    let mut b = env.bundle();
+    // /proc/keys is masked by the default spec; unmask it to look at the keyrings.
+    b.set_masked_paths(&[]);
+    b.set_sh("grep -c ' keyring *_ses' /proc/keys; cat /proc/keys");
+    let (id, out) = env.run_container(&b, &[]);
+    out.ok();
+    let named = format!("_ses.{id}:");
+    assert!(
+        out.stdout.contains(&named),
+        "a new session keyring named after the container: {out}"
+    );
+
+    let (id2, out2) = env.run_container(&b, &["--no-new-keyring"]);
+    out2.ok();
+    assert!(
+        !out2.stdout.contains(&format!("_ses.{id2}")),
+        "--no-new-keyring keeps the caller's session keyring: {out2}"
+    );
+    env.finish();
+}
