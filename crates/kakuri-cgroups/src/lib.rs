@@ -257,9 +257,9 @@ impl Manager {
                 }
             }
             if h.has("cpuset") {
-                for dir in &created[first_new..] {
-                    v1::init_cpuset_dir(dir)?;
-                }
+                // The leaf, and through it any ancestor still empty, even one another
+                // create made a moment ago.
+                v1::init_cpuset_dir(&h.path)?;
             }
             if self.mode == Mode::V2 {
                 v2::enable_controllers(&h.mount_point, &h.path)?;

@@ -103,6 +103,8 @@ pub(crate) fn set(m: &Manager, res: &LinuxResources, update: bool) -> Result<(),
 }
 
 /// A new v1 cpuset cgroup starts with empty cpus/mems and could hold no task: copy the parent's.
+/// An empty parent (one that a concurrent create made but has not filled yet) is filled first, up
+/// the tree, so two containers created at once under a new parent both get usable cpusets.
 pub(crate) fn init_cpuset_dir(dir: &Path) -> Result<(), CgroupError> {
     let Some(parent) = dir.parent() else {
         return Ok(());
@@ -110,7 +112,11 @@ pub(crate) fn init_cpuset_dir(dir: &Path) -> Result<(), CgroupError> {
     for file in ["cpuset.cpus", "cpuset.mems"] {
         let cur = fsutil::read(dir, file, "create cgroup")?;
         if cur.trim().is_empty() {
-            let p = fsutil::read(parent, file, "create cgroup")?;
+            let mut p = fsutil::read(parent, file, "create cgroup")?;
+            if p.trim().is_empty() && parent.join(file).exists() {
+                init_cpuset_dir(parent)?;
+                p = fsutil::read(parent, file, "create cgroup")?;
+            }
             let p = p.trim();
             if !p.is_empty() {
                 fsutil::write(dir, file, p, "create cgroup")?;

@@ -155,7 +155,7 @@ pub(crate) fn set(dir: &Path, res: &LinuxResources, update: bool) -> Result<(), 
         set_io(dir, b)?;
     }
     if let Some(c) = res.cpu() {
-        set_cpu(dir, c)?;
+        set_cpu(dir, c, update)?;
         if let Some(cpus) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
             write_ctrl(dir, "cpuset.cpus", cpus, "linux.resources.cpu.cpus")?;
         }
@@ -288,7 +288,7 @@ fn set_memory(dir: &Path, m: &LinuxMemory, update: bool) -> Result<(), CgroupErr
     Ok(())
 }
 
-fn set_cpu(dir: &Path, c: &LinuxCpu) -> Result<(), CgroupError> {
+fn set_cpu(dir: &Path, c: &LinuxCpu, update: bool) -> Result<(), CgroupError> {
     if c.realtime_runtime().unwrap_or(0) != 0 || c.realtime_period().unwrap_or(0) != 0 {
         return Err(CgroupError::invalid(
             "linux.resources.cpu.realtimeRuntime",
@@ -333,6 +333,11 @@ fn set_cpu(dir: &Path, c: &LinuxCpu) -> Result<(), CgroupError> {
     if quota != 0 || period != 0 {
         let mut v = if quota > 0 {
             quota.to_string()
+        } else if update && quota == 0 {
+            // `update` with a new period only: cpu.max takes both numbers, keep the quota in force
+            // (runc's update keeps the stored quota the same way).
+            let cur = fsutil::read(dir, "cpu.max", "linux.resources.cpu.period")?;
+            cur.split_whitespace().next().unwrap_or("max").to_string()
         } else {
             "max".to_string()
         };
