@@ -204,3 +204,22 @@ fn session_keyring() {
     );
     env.finish();
 }
+
+#[test]
+fn home_comes_from_passwd_unless_set() {
+    // runc sets HOME from the container's /etc/passwd when the process env has none.
+    let env = TestEnv::new();
+    let mut b = env.bundle();
+    b.set_sh("echo \"HOME=$HOME\"");
+    b.set_user(1000, 1000, &[]);
+    let out = run_ok(&env, &b, &[]);
+    assert_eq!(out, "HOME=/home/user\n", "uid 1000's home from /etc/passwd");
+    b.set_user(4242, 4242, &[]);
+    let out = run_ok(&env, &b, &[]);
+    assert_eq!(out, "HOME=/\n", "a uid without a passwd entry gets /");
+    b.set_user(1000, 1000, &[]);
+    b.add_env("HOME=/custom");
+    let out = run_ok(&env, &b, &[]);
+    assert_eq!(out, "HOME=/custom\n", "a HOME in the env is kept");
+    env.finish();
+}

@@ -44,6 +44,117 @@ pub struct ProcessPlan {
     pub no_new_privileges: bool,
     pub terminal: bool,
     pub oom_score_adj: Option<i32>,
+    /// `process.scheduler`, for `sched_setattr(2)`.
+    pub scheduler: Option<sys::SchedAttr>,
+    /// `process.ioPriority`, as an `ioprio_set(2)` value.
+    pub io_priority: Option<i32>,
+    /// `process.execCPUAffinity.initial` (exec only): CPUs of the runtime before the process
+    /// joins the container's cgroup.
+    pub affinity_initial: Option<Vec<usize>>,
+    /// `process.execCPUAffinity.final` (exec only): CPUs of the process once in the cgroup.
+    pub affinity_final: Option<Vec<usize>>,
+}
+
+/// Parse a CPU list ("0-3,7") of `process.execCPUAffinity`.
+pub fn parse_cpu_list(s: &str, field: &str) -> Result<Vec<usize>, String> {
+    let bad = || format!("{field}: invalid CPU list {s:?}");
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a, b),
+            None => (part, part),
+        };
+        let a: usize = a.trim().parse().map_err(|_| bad())?;
+        let b: usize = b.trim().parse().map_err(|_| bad())?;
+        if a > b || b >= libc::CPU_SETSIZE as usize {
+            return Err(bad());
+        }
+        out.extend(a..=b);
+    }
+    Ok(out)
+}
+
+fn sched_attr(s: &oci::Scheduler) -> Result<sys::SchedAttr, String> {
+    use oci::LinuxSchedulerFlag as F;
+    use oci::LinuxSchedulerPolicy as P;
+    let policy = match s.policy() {
+        P::SchedOther => libc::SCHED_OTHER,
+        P::SchedFifo => libc::SCHED_FIFO,
+        P::SchedRr => libc::SCHED_RR,
+        P::SchedBatch => libc::SCHED_BATCH,
+        P::SchedIdle => libc::SCHED_IDLE,
+        P::SchedDeadline => 6,
+        P::SchedIso => {
+            return Err("process.scheduler.policy: SCHED_ISO is not supported by Linux".into())
+        }
+    } as u32;
+    let nice = s.nice().unwrap_or(0);
+    if !(-20..=19).contains(&nice) {
+        return Err(format!(
+            "process.scheduler.nice: {nice} is out of range (-20 to 19)"
+        ));
+    }
+    let priority = s.priority().unwrap_or(0);
+    let realtime = matches!(s.policy(), P::SchedFifo | P::SchedRr);
+    if realtime && !(1..=99).contains(&priority) {
+        return Err(format!(
+            "process.scheduler.priority: {priority} is out of range for {} (1 to 99)",
+            s.policy()
+        ));
+    }
+    if !realtime && priority != 0 {
+        return Err(format!(
+            "process.scheduler.priority: must be 0 for {} (got {priority})",
+            s.policy()
+        ));
+    }
+    let deadline = *s.policy() == P::SchedDeadline;
+    if !deadline && (s.runtime().is_some() || s.deadline().is_some() || s.period().is_some()) {
+        return Err(format!(
+            "process.scheduler: runtime, deadline and period are only for SCHED_DEADLINE, not {}",
+            s.policy()
+        ));
+    }
+    let mut flags = 0u64;
+    for f in s.flags().iter().flatten() {
+        flags |= match f {
+            F::SchedResetOnFork => 0x01,
+            F::SchedFlagReclaim => 0x02,
+            F::SchedFlagDLOverrun => 0x04,
+            F::SchedFlagKeepPolicy => 0x08,
+            F::SchedFlagKeepParams => 0x10,
+            F::SchedFlagUtilClampMin => 0x20,
+            F::SchedFlagUtilClampMax => 0x40,
+        };
+    }
+    Ok(sys::SchedAttr {
+        size: 0,
+        policy,
+        flags,
+        nice,
+        priority: priority as u32,
+        runtime: s.runtime().unwrap_or(0),
+        deadline: s.deadline().unwrap_or(0),
+        period: s.period().unwrap_or(0),
+        util_min: 0,
+        util_max: 1024,
+    })
+}
+
+fn io_priority(p: &oci::LinuxIOPriority) -> Result<i32, String> {
+    use oci::IOPriorityClass as C;
+    let class = match p.class() {
+        C::IoprioClassRt => 1,
+        C::IoprioClassBe => 2,
+        C::IoprioClassIdle => 3,
+    };
+    let prio = p.priority();
+    if !(0..=7).contains(&prio) {
+        return Err(format!(
+            "process.ioPriority.priority: {prio} is out of range (0 to 7)"
+        ));
+    }
+    Ok((class << 13) | prio as i32)
 }
 
 fn cap_mask(set: &Option<oci::Capabilities>, field: &str) -> Result<u64, String> {
@@ -104,6 +215,22 @@ impl ProcessPlan {
             })
             .collect();
         let u = p.user();
+        let scheduler = p.scheduler().as_ref().map(sched_attr).transpose()?;
+        let io_priority = p.io_priority().as_ref().map(io_priority).transpose()?;
+        let aff = p.exec_cpu_affinity().as_ref();
+        let cpus = |v: Option<&String>, field: &str| {
+            v.filter(|s| !s.trim().is_empty())
+                .map(|s| parse_cpu_list(s, field))
+                .transpose()
+        };
+        let affinity_initial = cpus(
+            aff.and_then(|a| a.initial().as_ref()),
+            "process.execCPUAffinity.initial",
+        )?;
+        let affinity_final = cpus(
+            aff.and_then(|a| a.cpu_affinity_final().as_ref()),
+            "process.execCPUAffinity.final",
+        )?;
         Ok(ProcessPlan {
             args: p.args().clone().unwrap_or_default(),
             env: p.env().clone().unwrap_or_default(),
@@ -117,7 +244,25 @@ impl ProcessPlan {
             no_new_privileges: p.no_new_privileges().unwrap_or(false),
             terminal: p.terminal().unwrap_or(false),
             oom_score_adj: p.oom_score_adj(),
+            scheduler,
+            io_priority,
+            affinity_initial,
+            affinity_final,
         })
+    }
+
+    /// Apply `process.scheduler` and `process.ioPriority` to the calling process (while it
+    /// still has its privileges: real-time policies and negative nice values need them).
+    pub fn apply_scheduling(&self) -> Result<(), String> {
+        if let Some(a) = &self.scheduler {
+            sys::sched_setattr(a)
+                .map_err(|e| format!("process.scheduler: sched_setattr: {}", os_error(&e)))?;
+        }
+        if let Some(p) = self.io_priority {
+            sys::ioprio_set(p)
+                .map_err(|e| format!("process.ioPriority: ioprio_set: {}", os_error(&e)))?;
+        }
+        Ok(())
     }
 
     /// The value of `PATH` in the process environment.
@@ -232,11 +377,30 @@ impl ProcessPlan {
     pub fn exec(&self, path: &Path) -> String {
         let to_c = |s: &str| CString::new(s).unwrap_or_default();
         let argv: Vec<CString> = self.args.iter().map(|a| to_c(a)).collect();
-        let envp: Vec<CString> = self.env.iter().map(|a| to_c(a)).collect();
+        let mut envp: Vec<CString> = self.env.iter().map(|a| to_c(a)).collect();
+        // As runc: without HOME in the process env, it is the user's home from the container's
+        // /etc/passwd ("/" when the uid has no entry).
+        if !self.env.iter().any(|e| e.starts_with("HOME=")) {
+            envp.push(to_c(&format!("HOME={}", home_of(self.uid))));
+        }
         let p = to_c(&path.to_string_lossy());
         let e = sys::execve(&p, &argv, &envp);
         format!("exec {:?}: {e}", self.args[0])
     }
+}
+
+/// The home directory of `uid` in the (container's) /etc/passwd, or "/".
+fn home_of(uid: u32) -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd_home(&passwd, uid).unwrap_or_else(|| "/".to_string())
+}
+
+fn passwd_home(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 6 && f[2].parse::<u32>().ok() == Some(uid) && !f[5].is_empty())
+            .then(|| f[5].to_string())
+    })
 }
 
 fn check_executable(p: &Path) -> io::Result<()> {
@@ -314,7 +478,35 @@ mod tests {
             no_new_privileges: false,
             terminal: false,
             oom_score_adj: None,
+            scheduler: None,
+            io_priority: None,
+            affinity_initial: None,
+            affinity_final: None,
         }
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0-3,7", "f").unwrap(), [0, 1, 2, 3, 7]);
+        assert_eq!(parse_cpu_list("1", "f").unwrap(), [1]);
+        let e = parse_cpu_list("3-1", "process.execCPUAffinity.final").unwrap_err();
+        assert!(e.starts_with("process.execCPUAffinity.final: "), "{e}");
+        assert!(parse_cpu_list("x", "f").is_err());
+    }
+
+    #[test]
+    fn scheduler_fields_are_checked() {
+        let s: oci::Scheduler =
+            serde_json::from_str(r#"{"policy":"SCHED_FIFO","priority":0}"#).unwrap();
+        let e = sched_attr(&s).unwrap_err();
+        assert!(e.starts_with("process.scheduler.priority"), "{e}");
+        let s: oci::Scheduler =
+            serde_json::from_str(r#"{"policy":"SCHED_BATCH","nice":5}"#).unwrap();
+        let a = sched_attr(&s).unwrap();
+        assert_eq!((a.policy, a.nice), (libc::SCHED_BATCH as u32, 5));
+        let p: oci::LinuxIOPriority =
+            serde_json::from_str(r#"{"class":"IOPRIO_CLASS_IDLE","priority":0}"#).unwrap();
+        assert_eq!(io_priority(&p).unwrap(), 3 << 13);
     }
 
     #[test]
@@ -330,9 +522,13 @@ mod tests {
             .resolve_executable()
             .unwrap_err();
         assert!(e.contains("no such file or directory"), "{e}");
-        let e = plan(&["/etc/hostname"], "/bin")
+        let f = std::env::temp_dir().join(format!("kakuri-noexec-{}", std::process::id()));
+        std::fs::write(&f, "not a program").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = plan(&[f.to_str().unwrap()], "/bin")
             .resolve_executable()
             .unwrap_err();
+        std::fs::remove_file(&f).unwrap();
         assert!(e.contains("permission denied"), "{e}");
         assert_eq!(
             plan(&["sh"], "/nonexistent:/bin")
@@ -340,6 +536,14 @@ mod tests {
                 .unwrap(),
             PathBuf::from("/bin/sh")
         );
+    }
+
+    #[test]
+    fn home_from_passwd() {
+        let pw = "root:x:0:0:root:/root:/bin/sh\nkakuri:x:1000:1000::/home/kakuri:/bin/sh\nbad\n";
+        assert_eq!(passwd_home(pw, 1000).as_deref(), Some("/home/kakuri"));
+        assert_eq!(passwd_home(pw, 0).as_deref(), Some("/root"));
+        assert_eq!(passwd_home(pw, 5), None);
     }
 
     #[test]
