@@ -28,7 +28,10 @@ fn runc_spec_bundle_runs_interactively() {
     // Keep the marker that lets the suite find leftovers; everything else is runc's.
     let env_list = cfg["process"]["env"].as_array_mut().unwrap();
     env_list.push(format!("{ENV_MARKER}={}", env.id()).into());
-    assert_eq!(cfg["process"]["terminal"], true, "runc's default is a terminal");
+    assert_eq!(
+        cfg["process"]["terminal"], true,
+        "runc's default is a terminal"
+    );
     assert_eq!(cfg["root"]["readonly"], true);
     *b.config_mut() = cfg;
     b.write();
@@ -62,7 +65,10 @@ fn runc_spec_bundle_runs_interactively() {
         text.contains("in-runc-pid1-/dev/pts/0"),
         "the shell runs as PID 1 on the container's own pty with runc's hostname: {text}"
     );
-    assert!(text.contains("ro-ok"), "runc's bundle has a read-only root: {text}");
+    assert!(
+        text.contains("ro-ok"),
+        "runc's bundle has a read-only root: {text}"
+    );
     assert_eq!(out.status.code(), Some(5), "exit code propagates: {text}");
     env.finish();
 }
