@@ -4,6 +4,7 @@
 //! the result. Errors are logged once at level "error" (to `--log` in the chosen format) and, when
 //! the log goes to a file, also printed plainly on stderr; the exit code is 1.
 
+mod cgroup_cmds;
 mod logging;
 
 use std::io::Write;
@@ -217,6 +218,10 @@ enum Cmd {
     },
     /// Print the features document (runtime-spec features.md)
     Features,
+    /// Update the resource limits of a container
+    Update(Box<cgroup_cmds::UpdateArgs>),
+    /// Print container events: resource statistics and OOM notifications
+    Events(cgroup_cmds::EventsArgs),
 }
 
 fn default_root() -> PathBuf {
@@ -350,6 +355,8 @@ fn dispatch(rt: &Runtime, cmd: Cmd, cli: &Cli) -> (Option<&'static str>, Outcome
             };
             (Some("exec"), rt.exec(&o).map(|c| c.clamp(0, 255) as u8))
         }
+        Cmd::Update(a) => (None, cgroup_cmds::update(rt, &a)),
+        Cmd::Events(a) => (None, cgroup_cmds::events(rt, &a)),
         Cmd::Features => {
             print_json(&kakuri_container::features::features(), true);
             (None, Ok(0))
