@@ -113,6 +113,45 @@ impl Drop for Undo<'_> {
     }
 }
 
+/// Hand a seccomp notify listener to the agent at `linux.seccomp.listenerPath`, with the
+/// containerProcessState of runtime-spec (`fds: ["seccompFd"]`), as runc does.
+pub(crate) fn send_seccomp_listener(
+    st: &State,
+    status: &str,
+    process_pid: i32,
+    init_pid: i32,
+    listener: OwnedFd,
+) -> Result<(), String> {
+    let Some(sc) = st.seccomp.as_ref() else {
+        return Err("linux.seccomp: a notify listener without a seccomp config".into());
+    };
+    let Some(path) = sc.listener_path().as_ref() else {
+        return Err("linux.seccomp.listenerPath: not set, but SCMP_ACT_NOTIFY is used".into());
+    };
+    let mut state = serde_json::json!({
+        "ociVersion": kakuri_spec::OCI_VERSION,
+        "id": st.id,
+        "status": status,
+        "pid": init_pid,
+        "bundle": st.bundle,
+    });
+    if !st.annotations.is_empty() {
+        state["annotations"] = serde_json::json!(st.annotations);
+    }
+    let mut msg = serde_json::json!({
+        "ociVersion": kakuri_spec::OCI_VERSION,
+        "fds": ["seccompFd"],
+        "pid": process_pid,
+        "state": state,
+    });
+    if let Some(m) = sc.listener_metadata().as_ref().filter(|m| !m.is_empty()) {
+        msg["metadata"] = serde_json::json!(m);
+    }
+    let bytes = serde_json::to_vec(&msg).map_err(|e| e.to_string())?;
+    kakuri_seccomp::send_listener_fd(path, &bytes, std::os::fd::AsFd::as_fd(&listener))
+        .map_err(|e| e.to_string())
+}
+
 struct Parent<'a> {
     state: &'a State,
     cgroup: &'a Manager,
@@ -134,6 +173,10 @@ impl ParentSteps for Parent<'_> {
             hooks::run("createRuntime", c, &json)?;
         }
         Ok(())
+    }
+
+    fn seccomp_listener(&mut self, pid: i32, listener: OwnedFd) -> Result<(), String> {
+        send_seccomp_listener(self.state, "creating", pid, pid, listener)
     }
 }
 
@@ -168,11 +211,11 @@ impl InitSteps for Init<'_> {
         hooks::run("startContainer", c, &json)
     }
 
-    fn load_seccomp(&self) -> Result<(), String> {
-        if let Some(f) = &self.seccomp {
-            f.load().map_err(|e| e.to_string())?;
+    fn load_seccomp(&self) -> Result<Option<OwnedFd>, String> {
+        match &self.seccomp {
+            Some(f) => f.load().map_err(|e| e.to_string()),
+            None => Ok(None),
         }
-        Ok(())
     }
 }
 
@@ -213,6 +256,11 @@ impl Runtime {
             .as_ref()
             .ok_or_else(|| Error::msg("process: a container needs a process to run"))?;
         let proc_plan = ProcessPlan::from_spec(process).map_err(Error::msg)?;
+        kakuri_isolate::lsm::check_available(
+            proc_plan.apparmor_profile.as_deref(),
+            proc_plan.selinux_label.as_deref(),
+        )
+        .map_err(Error::msg)?;
         if proc_plan.terminal && o.console_socket.is_none() && !proxy_tty {
             return Err(Error::msg(
                 "cannot allocate tty if kakuri will detach without setting console socket",
@@ -226,15 +274,7 @@ impl Runtime {
         let empty = oci::Linux::default();
         let linux = spec.linux().as_ref().unwrap_or(&empty);
         let seccomp = match linux.seccomp() {
-            Some(s) => {
-                let f = kakuri_seccomp::compile(s).map_err(|e| Error::msg(e.to_string()))?;
-                if f.needs_notify() {
-                    return Err(Error::msg(
-                        "linux.seccomp: SCMP_ACT_NOTIFY needs a seccomp listener, which kakuri does not support yet",
-                    ));
-                }
-                Some(f)
-            }
+            Some(s) => Some(kakuri_seccomp::compile(s).map_err(|e| Error::msg(e.to_string()))?),
             None => None,
         };
 
@@ -501,6 +541,9 @@ impl Runtime {
             cgroup: &cgroup,
             hooks: hooks.as_ref(),
         };
+        // Nothing in the container may open this process's /proc/<pid>/exe (the kakuri binary)
+        // or its fds (it is visible there when the container shares the host pid namespace).
+        kakuri_isolate::make_non_dumpable().map_err(Error::msg)?;
         let spawned = kakuri_isolate::spawn(&plan, &init, &mut parent)
             .map_err(|e| Error::msg(format!("unable to start container process: {e}")))?;
         drop(plan);

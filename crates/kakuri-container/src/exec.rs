@@ -125,6 +125,8 @@ fn exec_process(o: &ExecOptions, base: Option<&oci::Process>) -> Result<oci::Pro
 struct ExecParent<'a> {
     cgroup: &'a kakuri_cgroups::Manager,
     sub: Option<&'a str>,
+    state: &'a crate::State,
+    status: &'static str,
 }
 
 impl ParentSteps for ExecParent<'_> {
@@ -132,10 +134,31 @@ impl ParentSteps for ExecParent<'_> {
         match self.sub {
             None => self.cgroup.add_task(pid).map_err(|e| e.to_string()),
             Some(sub) => {
-                // `--cgroup name` or `--cgroup controller[,controller]:name`.
-                let name = sub.rsplit(':').next().unwrap_or(sub);
+                // `--cgroup name` or `--cgroup controller[,controller]:name`: the process goes
+                // to the container's cgroups, then to the sub-cgroup of the hierarchies named.
+                self.cgroup.add_task(pid).map_err(|e| e.to_string())?;
+                let (ctrls, name) = match sub.split_once(':') {
+                    Some((c, n)) => (c.split(',').filter(|c| !c.is_empty()).collect(), n),
+                    None => (Vec::new(), sub),
+                };
+                if name.is_empty() || name.split('/').any(|c| c == "..") {
+                    return Err(format!("--cgroup {sub}: invalid sub-cgroup name"));
+                }
                 let mut done = false;
                 for p in self.cgroup.all_paths() {
+                    if !ctrls.is_empty() {
+                        // v1 paths are /sys/fs/cgroup/<controllers>/...; v2 has one hierarchy.
+                        let hier = p
+                            .strip_prefix("/sys/fs/cgroup")
+                            .ok()
+                            .and_then(|r| r.components().next())
+                            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                        let v2 = self.cgroup.all_paths().len() == 1;
+                        if !v2 && !hier.split(',').any(|h| ctrls.contains(&h)) {
+                            continue;
+                        }
+                    }
                     let dir = p.join(name);
                     if dir.is_dir() {
                         std::fs::write(dir.join("cgroup.procs"), pid.to_string()).map_err(|e| {
@@ -146,8 +169,6 @@ impl ParentSteps for ExecParent<'_> {
                             )
                         })?;
                         done = true;
-                    } else {
-                        self.cgroup.add_task(pid).map_err(|e| e.to_string())?;
                     }
                 }
                 if !done {
@@ -162,6 +183,10 @@ impl ParentSteps for ExecParent<'_> {
 
     fn create_runtime(&mut self, _pid: i32) -> Result<(), String> {
         Ok(())
+    }
+
+    fn seccomp_listener(&mut self, pid: i32, listener: OwnedFd) -> Result<(), String> {
+        crate::create::send_seccomp_listener(self.state, self.status, pid, self.state.pid, listener)
     }
 }
 
@@ -183,6 +208,11 @@ impl Runtime {
         }
         let spec = exec_process(o, st.process.as_ref())?;
         let plan_proc = ProcessPlan::from_spec(&spec).map_err(Error::msg)?;
+        kakuri_isolate::lsm::check_available(
+            plan_proc.apparmor_profile.as_deref(),
+            plan_proc.selinux_label.as_deref(),
+        )
+        .map_err(Error::msg)?;
         if plan_proc.terminal && o.detach && o.console_socket.is_none() {
             return Err(Error::msg(
                 "cannot allocate tty if kakuri will detach without setting console socket",
@@ -237,7 +267,10 @@ impl Runtime {
         let mut parent = ExecParent {
             cgroup: &st.cgroup,
             sub: o.cgroup.as_deref(),
+            state: &st,
+            status: status.as_str(),
         };
+        kakuri_isolate::make_non_dumpable().map_err(Error::msg)?;
         let pid = kakuri_isolate::exec::spawn_exec(&plan, &init, &mut parent).map_err(|e| {
             Error::msg(format!(
                 "exec failed: unable to start container process: {e}"

@@ -7,8 +7,6 @@ pub fn features() -> Value {
     let seccomp_actions: Vec<Value> = kakuri_seccomp::supported_actions()
         .into_iter()
         .map(|a| serde_json::to_value(a).unwrap_or(Value::Null))
-        // The notify listener (listenerPath) is not supported yet.
-        .filter(|a| a != "SCMP_ACT_NOTIFY")
         .collect();
     let archs: Vec<Value> = kakuri_seccomp::supported_archs()
         .into_iter()

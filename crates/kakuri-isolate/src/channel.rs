@@ -22,6 +22,10 @@ pub enum Msg {
     /// child → parent: the pid of the process that will become the container init, when an
     /// intermediate process had to fork it (joining a pid namespace owned by a joined user ns).
     Pid(i32),
+    /// child → parent: the seccomp notify listener is attached to this message (SCM_RIGHTS).
+    SeccompFd,
+    /// parent → child: the listener was handed to the seccomp agent.
+    SeccompDone,
     /// either way: the sender failed; the text is the error.
     Error(String),
 }
@@ -33,6 +37,8 @@ impl Msg {
             Msg::RunHooks => vec![b'H'],
             Msg::HooksDone => vec![b'D'],
             Msg::Ready => vec![b'R'],
+            Msg::SeccompFd => vec![b'S'],
+            Msg::SeccompDone => vec![b's'],
             Msg::Pid(p) => {
                 let mut v = vec![b'P'];
                 v.extend_from_slice(&p.to_le_bytes());
@@ -53,6 +59,8 @@ impl Msg {
             b'H' => Msg::RunHooks,
             b'D' => Msg::HooksDone,
             b'R' => Msg::Ready,
+            b'S' => Msg::SeccompFd,
+            b's' => Msg::SeccompDone,
             b'P' => Msg::Pid(i32::from_le_bytes(b[1..5].try_into().map_err(|_| bad())?)),
             b'E' => Msg::Error(String::from_utf8_lossy(&b[1..]).into_owned()),
             _ => return Err(bad()),
@@ -82,16 +90,65 @@ impl Channel {
         Ok(())
     }
 
+    /// Send a message with one descriptor attached (SCM_RIGHTS).
+    pub fn send_with_fd(&self, m: &Msg, fd: BorrowedFd) -> io::Result<()> {
+        let buf = m.encode();
+        let iov = [io::IoSlice::new(&buf)];
+        let fds = [fd.as_raw_fd()];
+        let cmsg = [socket::ControlMessage::ScmRights(&fds)];
+        socket::sendmsg::<()>(
+            self.0.as_raw_fd(),
+            &iov,
+            &cmsg,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )?;
+        Ok(())
+    }
+
     /// Receive one message; `Ok(None)` when the peer closed its end (it exited).
     pub fn recv(&self) -> io::Result<Option<Msg>> {
+        Ok(self.recv_with_fd()?.map(|(m, _)| m))
+    }
+
+    /// Receive one message and the descriptor attached to it, if any (made close-on-exec).
+    pub fn recv_with_fd(&self) -> io::Result<Option<(Msg, Option<OwnedFd>)>> {
         let mut buf = vec![0u8; 65536];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
         loop {
-            match socket::recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty()) {
-                Ok(0) => return Ok(None),
-                Ok(n) => return Msg::decode(&buf[..n]).map(Some),
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
+            let (n, fd) = {
+                let mut iov = [io::IoSliceMut::new(&mut buf)];
+                let r = socket::recvmsg::<()>(
+                    self.0.as_raw_fd(),
+                    &mut iov,
+                    Some(&mut space),
+                    MsgFlags::MSG_CMSG_CLOEXEC,
+                );
+                let msg = match r {
+                    Ok(m) => m,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                let mut fd = None;
+                for c in msg.cmsgs()? {
+                    if let socket::ControlMessageOwned::ScmRights(fds) = c {
+                        for raw in fds {
+                            // SAFETY: the kernel installed this descriptor for us; nothing
+                            // else owns it. Extra descriptors are closed by dropping them.
+                            let owned =
+                                unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+                            if fd.is_none() {
+                                fd = Some(owned);
+                            }
+                        }
+                    }
+                }
+                (msg.bytes, fd)
+            };
+            if n == 0 {
+                return Ok(None);
             }
+            return Msg::decode(&buf[..n]).map(|m| Some((m, fd)));
         }
     }
 

@@ -98,6 +98,17 @@ pub fn spawn_exec(
             restore.push((own, flag_of(n)));
         }
     }
+    // execCPUAffinity.initial: the runtime runs there when it forks, so the child starts there
+    // before it joins the container's cgroup.
+    if let Some(cpus) = &plan.process.affinity_initial {
+        if let Err(e) = sys::sched_setaffinity(0, cpus) {
+            undo(&mut restore);
+            return Err(format!(
+                "process.execCPUAffinity.initial: sched_setaffinity: {}",
+                os_error(&e)
+            ));
+        }
+    }
     // SAFETY: kakuri is single-threaded (see `spawn`).
     let forked = unsafe { sys::fork_clone(0) };
     if !matches!(forked, Ok(sys::Forked::Child)) {
@@ -127,11 +138,16 @@ pub fn spawn_exec(
     let result = (|| {
         parent.placed(pid)?;
         pch.send(&Msg::Go).map_err(|e| format!("sync: {e}"))?;
-        match pch.recv().map_err(|e| format!("sync: {e}"))? {
-            Some(Msg::Ready) => Ok(()),
-            Some(Msg::Error(e)) => Err(e),
-            Some(m) => Err(format!("unexpected message: {m:?}")),
-            None => Err("the exec'd process exited during setup".into()),
+        loop {
+            match pch.recv_with_fd().map_err(|e| format!("sync: {e}"))? {
+                Some((Msg::SeccompFd, fd)) => {
+                    crate::handle_seccomp_fd(&pch, pid, fd, parent)?;
+                }
+                Some((Msg::Ready, _)) => return Ok(()),
+                Some((Msg::Error(e), _)) => return Err(e),
+                Some((m, _)) => return Err(format!("unexpected message: {m:?}")),
+                None => return Err("the exec'd process exited during setup".into()),
+            }
         }
     })();
     match result {
@@ -153,9 +169,20 @@ fn exec_main(
 ) -> Result<std::convert::Infallible, String> {
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
         .map_err(|e| format!("set parent death signal: {e}"))?;
+    // Before anything of the container can see this process (CVE-2019-5736 class).
+    crate::make_non_dumpable()?;
     match ch.recv().map_err(|e| format!("sync: {e}"))? {
         Some(Msg::Go) => {}
         _ => sys::exit_now(255),
+    }
+    // In the container's cgroup now: execCPUAffinity.final.
+    if let Some(cpus) = &plan.process.affinity_final {
+        sys::sched_setaffinity(0, cpus).map_err(|e| {
+            format!(
+                "process.execCPUAffinity.final: sched_setaffinity: {}",
+                os_error(&e)
+            )
+        })?;
     }
     // User namespace first (it grants the rights to join the others), mount namespace last (it
     // changes our root and cwd).
@@ -206,12 +233,17 @@ fn exec_main(
         unsafe { libc::umask(u as libc::mode_t) };
     }
     proc.apply_rlimits()?;
+    proc.apply_scheduling()?;
     let exe = proc.resolve_executable()?;
     if proc.no_new_privileges {
         sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(|e| format!("no_new_privs: {e}"))?;
     } else {
-        steps.load_seccomp()?;
+        crate::load_seccomp(steps, ch)?;
     }
+    crate::lsm::apply_exec_labels(
+        proc.apparmor_profile.as_deref(),
+        proc.selinux_label.as_deref(),
+    )?;
     proc.apply_credentials(true)?;
     nix::unistd::chdir(&proc.cwd).map_err(|e| {
         format!(
@@ -220,6 +252,7 @@ fn exec_main(
             os_error(&std::io::Error::from(e))
         )
     })?;
+    crate::check_cwd_inside_root(&proc.cwd)?;
     if let Some(s) = slave {
         nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
         for fd in 0..3 {
@@ -230,7 +263,7 @@ fn exec_main(
     }
     sys::cloexec_from(3 + plan.preserve_fds).map_err(|e| format!("close_range: {e}"))?;
     if proc.no_new_privileges {
-        steps.load_seccomp()?;
+        crate::load_seccomp(steps, ch)?;
     }
     // A detached exec outlives the runtime.
     sys::prctl(libc::PR_SET_PDEATHSIG, 0).map_err(|e| format!("clear parent death signal: {e}"))?;

@@ -26,8 +26,10 @@
 
 pub mod channel;
 pub mod exec;
+pub mod lsm;
 pub mod mountopts;
 pub mod process;
+pub mod procfs;
 pub mod rootfs;
 pub mod sys;
 
@@ -138,8 +140,9 @@ pub trait InitSteps {
     /// Load the seccomp filter. Called as late as the kernel allows: without noNewPrivileges the
     /// filter needs CAP_SYS_ADMIN, so it is loaded just before the user and capabilities change;
     /// with it, after them, just before the init reports ready (the parent is still there to
-    /// hear of an error).
-    fn load_seccomp(&self) -> Result<(), String>;
+    /// hear of an error). Returns the notify listener when the filter has SCMP_ACT_NOTIFY
+    /// rules; it is handed to the parent over the sync channel.
+    fn load_seccomp(&self) -> Result<Option<OwnedFd>, String>;
 }
 
 /// Steps of `create` that run in the runtime (parent) process.
@@ -148,6 +151,68 @@ pub trait ParentSteps {
     fn placed(&mut self, pid: i32) -> Result<(), String>;
     /// Mounts are done, pivot_root is next: run the createRuntime and prestart hooks.
     fn create_runtime(&mut self, pid: i32) -> Result<(), String>;
+    /// The process `pid` loaded a seccomp filter with a notify listener: hand `listener` to
+    /// the seccomp agent (`linux.seccomp.listenerPath`).
+    fn seccomp_listener(&mut self, pid: i32, listener: OwnedFd) -> Result<(), String>;
+}
+
+/// Load the seccomp filter in the container process; a notify listener goes to the parent,
+/// which hands it to the seccomp agent, and is closed here once the parent has it.
+pub(crate) fn load_seccomp(steps: &dyn InitSteps, ch: &Channel) -> Result<(), String> {
+    let Some(listener) = steps.load_seccomp()? else {
+        return Ok(());
+    };
+    ch.send_with_fd(&Msg::SeccompFd, listener.as_fd())
+        .map_err(|e| format!("send the seccomp listener to the runtime: {e}"))?;
+    drop(listener);
+    match ch.recv().map_err(|e| format!("sync with runtime: {e}"))? {
+        Some(Msg::SeccompDone) => Ok(()),
+        Some(Msg::Error(e)) => Err(e),
+        _ => sys::exit_now(1),
+    }
+}
+
+/// Answer a [`Msg::SeccompFd`] from the container process `pid` (parent side).
+pub(crate) fn handle_seccomp_fd(
+    ch: &Channel,
+    pid: i32,
+    fd: Option<OwnedFd>,
+    parent: &mut dyn ParentSteps,
+) -> Result<(), String> {
+    let fd = fd.ok_or("sync: seccomp listener message without a descriptor")?;
+    if let Err(e) = parent.seccomp_listener(pid, fd) {
+        let _ = ch.send(&Msg::Error(e.clone()));
+        return Err(e);
+    }
+    ch.send(&Msg::SeccompDone)
+        .map_err(|e| format!("sync with init: {e}"))
+}
+
+/// Refuse a working directory that is not inside the container's root (CVE-2024-21626 class:
+/// a `process.cwd` such as `/proc/self/fd/N` naming a descriptor of the runtime). Called right
+/// after chdir: the kernel reports a cwd unreachable from the root as an error (or, with old
+/// libcs, as a path starting with "(unreachable)").
+pub(crate) fn check_cwd_inside_root(cwd: &Path) -> Result<(), String> {
+    let breakout = || {
+        format!(
+            "current working directory {cwd:?} is outside of the container's root -- possible container breakout detected"
+        )
+    };
+    match nix::unistd::getcwd() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        Ok(_) => Err(breakout()),
+        Err(nix::errno::Errno::ENOENT) => Err(breakout()),
+        Err(e) => Err(format!("getcwd after chdir to {cwd:?}: {e}")),
+    }
+}
+
+/// Make the calling process non-dumpable: until it execs the user program, no other process
+/// (in particular none in the container, even root without CAP_SYS_PTRACE over the host user
+/// namespace) can open `/proc/<pid>/exe` (the kakuri binary), its memory or its fds
+/// (CVE-2019-5736 class). execve makes the process dumpable again as usual.
+pub fn make_non_dumpable() -> Result<(), String> {
+    sys::prctl(libc::PR_SET_DUMPABLE, 0).map_err(|e| format!("set non-dumpable: {e}"))?;
+    Ok(())
 }
 
 /// Map a namespace type to its `CLONE_NEW*` flag.
@@ -298,14 +363,23 @@ pub fn spawn(
             write_id_maps(pid, plan)?;
         }
         if let Some(adj) = plan.process.oom_score_adj {
-            let p = format!("/proc/{pid}/oom_score_adj");
-            std::fs::write(&p, adj.to_string())
-                .map_err(|e| format!("process.oomScoreAdj: write {p}: {}", os_error(&e)))?;
+            let proc = procfs::ProcRoot::open().map_err(|e| format!("process.oomScoreAdj: {e}"))?;
+            let p = format!("{pid}/oom_score_adj");
+            proc.write(&p, adj.to_string().as_bytes())
+                .map_err(|e| format!("process.oomScoreAdj: write /proc/{p}: {}", os_error(&e)))?;
         }
         pch.send(&Msg::Go)
             .map_err(|e| format!("sync with init: {e}"))?;
         loop {
-            match pch.recv().map_err(|e| format!("sync with init: {e}"))? {
+            let got = pch
+                .recv_with_fd()
+                .map_err(|e| format!("sync with init: {e}"))?;
+            let (m, fd) = match got {
+                Some((m, fd)) => (Some(m), fd),
+                None => (None, None),
+            };
+            match m {
+                Some(Msg::SeccompFd) => handle_seccomp_fd(&pch, pid, fd, parent)?,
                 Some(Msg::RunHooks) => {
                     parent.create_runtime(pid)?;
                     pch.send(&Msg::HooksDone)
@@ -336,6 +410,7 @@ fn init_main(
     // Die with the runtime while setting up: a killed `create` must leave no process behind.
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
         .map_err(|e| format!("set parent death signal: {e}"))?;
+    make_non_dumpable()?;
     match ch.recv().map_err(|e| format!("sync with runtime: {e}"))? {
         Some(Msg::Go) => {}
         Some(Msg::Error(e)) => return Err(e),
@@ -350,6 +425,12 @@ fn init_main(
         sys::setresgid(0).map_err(|e| format!("setgid 0 in the user namespace: {e}"))?;
         sys::setresuid(0).map_err(|e| format!("setuid 0 in the user namespace: {e}"))?;
     }
+    // The procfs handle for sysctl writes, taken before the container mounts anything.
+    let proc_root = if plan.sysctl.is_empty() {
+        None
+    } else {
+        Some(procfs::ProcRoot::open().map_err(|e| format!("linux.sysctl: {e}"))?)
+    };
     if plan.new_cgroupns {
         sys::unshare(libc::CLONE_NEWCGROUP)
             .map_err(|e| format!("new cgroup namespace: {}", os_error(&e)))?;
@@ -378,10 +459,15 @@ fn init_main(
     let (root, console) = rootfs::prepare(plan)?;
     // The cwd is created if missing, as runc does.
     {
+        // Only a missing one: anything else (e.g. a magic link such as /proc/self/fd/N, which
+        // the in-root lookup refuses) is left to the chdir and its check below.
         let cwd = &plan.process.cwd;
-        if rootfs::open_in(root.as_fd(), cwd, libc::O_PATH).is_err() {
-            rootfs::mkdir_all(root.as_fd(), cwd)
-                .map_err(|e| format!("create cwd {cwd:?} in the rootfs: {}", os_error(&e)))?;
+        match rootfs::open_in(root.as_fd(), cwd, libc::O_PATH) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                rootfs::mkdir_all(root.as_fd(), cwd)
+                    .map_err(|e| format!("create cwd {cwd:?} in the rootfs: {}", os_error(&e)))?;
+            }
+            _ => {}
         }
     }
     ch.send(&Msg::RunHooks)
@@ -394,11 +480,15 @@ fn init_main(
     steps.create_container()?;
     rootfs::pivot(plan, &root)?;
     drop(root);
-    // sysctls go through the container's /proc before readonlyPaths make /proc/sys read-only.
-    for (k, v) in &plan.sysctl {
-        let p = format!("/proc/sys/{}", k.replace('.', "/"));
-        std::fs::write(&p, v)
-            .map_err(|e| format!("linux.sysctl[{k:?}]: write {p}: {}", os_error(&e)))?;
+    // sysctls go through the verified procfs handle, never through the container's /proc
+    // (which the config or a container process may have covered with other mounts).
+    if let Some(proc_root) = proc_root {
+        for (k, v) in &plan.sysctl {
+            let p = procfs::sysctl_path(k).map_err(|e| format!("linux.sysctl[{k:?}]: {e}"))?;
+            proc_root
+                .write(&p, v.as_bytes())
+                .map_err(|e| format!("linux.sysctl[{k:?}]: write /proc/{p}: {}", os_error(&e)))?;
+        }
     }
     rootfs::finalize(plan)?;
     let proc = &plan.process;
@@ -407,6 +497,7 @@ fn init_main(
         unsafe { libc::umask(u as libc::mode_t) };
     }
     proc.apply_rlimits()?;
+    proc.apply_scheduling()?;
     let exe = proc.resolve_executable()?;
     if proc.no_new_privileges {
         sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(|e| format!("no_new_privs: {e}"))?;
@@ -422,9 +513,13 @@ fn init_main(
         }
         None => None,
     };
+    lsm::apply_exec_labels(
+        proc.apparmor_profile.as_deref(),
+        proc.selinux_label.as_deref(),
+    )?;
     let setgroups_ok = !plan.in_new_userns || !plan.gid_mappings.is_empty();
     if !proc.no_new_privileges {
-        steps.load_seccomp()?;
+        load_seccomp(steps, ch)?;
     }
     proc.apply_credentials(setgroups_ok)?;
     nix::unistd::chdir(&proc.cwd).map_err(|e| {
@@ -434,6 +529,7 @@ fn init_main(
             os_error(&std::io::Error::from(e))
         )
     })?;
+    check_cwd_inside_root(&proc.cwd)?;
     if let Some(s) = slave {
         nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
         for fd in 0..3 {
@@ -443,7 +539,7 @@ fn init_main(
     }
     sys::cloexec_from(3 + plan.preserve_fds).map_err(|e| format!("close_range: {e}"))?;
     if proc.no_new_privileges {
-        steps.load_seccomp()?;
+        load_seccomp(steps, ch)?;
     }
     sys::prctl(libc::PR_SET_PDEATHSIG, 0).map_err(|e| format!("clear parent death signal: {e}"))?;
     ch.send(&Msg::Ready)

@@ -53,6 +53,10 @@ pub struct ProcessPlan {
     pub affinity_initial: Option<Vec<usize>>,
     /// `process.execCPUAffinity.final` (exec only): CPUs of the process once in the cgroup.
     pub affinity_final: Option<Vec<usize>>,
+    /// `process.apparmorProfile`.
+    pub apparmor_profile: Option<String>,
+    /// `process.selinuxLabel`.
+    pub selinux_label: Option<String>,
 }
 
 /// Parse a CPU list ("0-3,7") of `process.execCPUAffinity`.
@@ -248,6 +252,8 @@ impl ProcessPlan {
             io_priority,
             affinity_initial,
             affinity_final,
+            apparmor_profile: p.apparmor_profile().clone().filter(|s| !s.is_empty()),
+            selinux_label: p.selinux_label().clone().filter(|s| !s.is_empty()),
         })
     }
 
@@ -482,6 +488,8 @@ mod tests {
             io_priority: None,
             affinity_initial: None,
             affinity_final: None,
+            apparmor_profile: None,
+            selinux_label: None,
         }
     }
 
