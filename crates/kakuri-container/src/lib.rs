@@ -312,6 +312,9 @@ impl Runtime {
             Err(e) => return Err(Error::io(format!("read {}", self.root.display()), e)),
         };
         let mut out = Vec::new();
+        // Owners are looked up once per uid, not once per container (getpwuid reads
+        // /etc/passwd each time).
+        let mut names: std::collections::HashMap<u32, String> = std::collections::HashMap::new();
         for ent in rd.flatten() {
             let path = ent.path();
             let Ok(st) = state::load_state(&path) else {
@@ -330,7 +333,7 @@ impl Runtime {
                 rootfs: st.rootfs,
                 created: st.created,
                 annotations: st.annotations,
-                owner: user_name(owner),
+                owner: names.entry(owner).or_insert_with(|| user_name(owner)).clone(),
             });
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));

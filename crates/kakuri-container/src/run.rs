@@ -147,7 +147,13 @@ pub(crate) fn wait_forwarding(pid: i32, master: Option<&OwnedFd>) -> Result<i32,
     let mut stdin_open = master.is_some();
     let mut code = None;
     let mut buf = vec![0u8; 32 * 1024];
-    let mut master_file = master.map(|m| std::fs::File::from(m.try_clone().expect("dup master")));
+    let mut master_file = match master {
+        Some(m) => Some(std::fs::File::from(
+            m.try_clone()
+                .map_err(|e| Error::io("duplicate the console", e))?,
+        )),
+        None => None,
+    };
     let mut stdout = std::io::stdout();
     loop {
         if code.is_none() {
@@ -160,11 +166,15 @@ pub(crate) fn wait_forwarding(pid: i32, master: Option<&OwnedFd>) -> Result<i32,
         }
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         let stdin = std::io::stdin();
+        let poll_master = master_file.is_some();
+        let poll_stdin = stdin_open && code.is_none() && poll_master;
         let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
-        if let Some(m) = master {
-            fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
+        if poll_master {
+            if let Some(m) = master {
+                fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
+            }
         }
-        if stdin_open && code.is_none() {
+        if poll_stdin {
             fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
         }
         // Once the process is gone, drain what is left of its output and stop.
@@ -184,6 +194,8 @@ pub(crate) fn wait_forwarding(pid: i32, master: Option<&OwnedFd>) -> Result<i32,
             .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
             .collect();
         drop(fds);
+        let master_ready = poll_master && ready[1];
+        let stdin_ready = poll_stdin && ready[2];
         if ready[0] {
             while let Ok(Some(si)) = sfd.read_signal() {
                 let signo = si.ssi_signo as i32;
@@ -200,17 +212,18 @@ pub(crate) fn wait_forwarding(pid: i32, master: Option<&OwnedFd>) -> Result<i32,
                 unsafe { libc::kill(pid, signo) };
             }
         }
-        if master.is_some() && ready.get(1).copied().unwrap_or(false) {
-            let mf = master_file.as_mut().expect("master");
-            match mf.read(&mut buf) {
-                Ok(0) | Err(_) => master_file = None,
-                Ok(n) => {
-                    let _ = stdout.write_all(&buf[..n]);
-                    let _ = stdout.flush();
+        if master_ready {
+            if let Some(mf) = master_file.as_mut() {
+                match mf.read(&mut buf) {
+                    Ok(0) | Err(_) => master_file = None,
+                    Ok(n) => {
+                        let _ = stdout.write_all(&buf[..n]);
+                        let _ = stdout.flush();
+                    }
                 }
             }
         }
-        if stdin_open && code.is_none() && ready.get(2).copied().unwrap_or(false) {
+        if stdin_ready {
             match std::io::stdin().lock().read(&mut buf) {
                 Ok(0) | Err(_) => stdin_open = false,
                 Ok(n) => {
