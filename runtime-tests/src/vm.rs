@@ -162,7 +162,12 @@ mod tests {
             !mounts.iter().any(|(_, t)| t == "cgroup"),
             "cgroup v1 mounted: {stdout}"
         );
-        assert!(has("/tmp", "tmpfs") && has("/run", "tmpfs"), "{stdout}");
+        // /tmp is the overlay's (host files visible, writes in memory); /run a tmpfs.
+        assert!(has("/run", "tmpfs"), "{stdout}");
+        assert!(
+            !has("/tmp", "9p"),
+            "/tmp must not be the read-only 9p share: {stdout}"
+        );
         assert!(
             has("/dev/pts", "devpts") && has("/dev/shm", "tmpfs"),
             "{stdout}"

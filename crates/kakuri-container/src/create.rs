@@ -406,6 +406,8 @@ impl Runtime {
             hooks: spec.hooks().clone(),
             namespaces: Vec::new(),
             use_systemd: self.systemd_cgroup,
+            // SAFETY: geteuid cannot fail.
+            owner_uid: Some(unsafe { libc::geteuid() }),
             process: spec.process().clone(),
             seccomp: linux.seccomp().clone(),
         };

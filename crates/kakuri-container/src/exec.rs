@@ -37,6 +37,10 @@ pub struct ExecOptions {
     /// A sub-cgroup of the container's cgroup to put the process in.
     pub cgroup: Option<String>,
     pub ignore_paused: bool,
+    /// `--apparmor`: the AppArmor profile of the process.
+    pub apparmor: Option<String>,
+    /// `--process-label`: the SELinux label of the process.
+    pub process_label: Option<String>,
 }
 
 fn parse_user(s: &str) -> Result<(u32, Option<u32>), Error> {
@@ -100,6 +104,12 @@ fn exec_process(o: &ExecOptions, base: Option<&oci::Process>) -> Result<oci::Pro
     if o.no_new_privs {
         p.set_no_new_privileges(Some(true));
     }
+    if o.apparmor.is_some() {
+        p.set_apparmor_profile(o.apparmor.clone());
+    }
+    if o.process_label.is_some() {
+        p.set_selinux_label(o.process_label.clone());
+    }
     if !o.caps.is_empty() {
         let mut caps = p.capabilities().clone().unwrap_or_default();
         let mut add = HashSet::new();
@@ -144,36 +154,43 @@ impl ParentSteps for ExecParent<'_> {
                 if name.is_empty() || name.split('/').any(|c| c == "..") {
                     return Err(format!("--cgroup {sub}: invalid sub-cgroup name"));
                 }
+                // As runc: the sub-cgroup must exist in every hierarchy selected (all of them
+                // without a controller list).
+                let all = self.cgroup.all_paths();
+                let v2 = all.len() == 1;
                 let mut done = false;
-                for p in self.cgroup.all_paths() {
-                    if !ctrls.is_empty() {
-                        // v1 paths are /sys/fs/cgroup/<controllers>/...; v2 has one hierarchy.
+                for p in &all {
+                    if !ctrls.is_empty() && !v2 {
+                        // v1 paths are /sys/fs/cgroup/<controllers>/...
                         let hier = p
                             .strip_prefix("/sys/fs/cgroup")
                             .ok()
                             .and_then(|r| r.components().next())
                             .map(|c| c.as_os_str().to_string_lossy().into_owned())
                             .unwrap_or_default();
-                        let v2 = self.cgroup.all_paths().len() == 1;
-                        if !v2 && !hier.split(',').any(|h| ctrls.contains(&h)) {
+                        if !hier.split(',').any(|h| ctrls.contains(&h)) {
                             continue;
                         }
                     }
                     let dir = p.join(name);
-                    if dir.is_dir() {
-                        std::fs::write(dir.join("cgroup.procs"), pid.to_string()).map_err(|e| {
-                            format!(
-                                "--cgroup {sub}: {}: {}",
-                                dir.display(),
-                                kakuri_spec::os_error(&e)
-                            )
-                        })?;
-                        done = true;
+                    if !dir.is_dir() {
+                        return Err(format!(
+                            "--cgroup {sub}: no such sub-cgroup {}",
+                            dir.display()
+                        ));
                     }
+                    std::fs::write(dir.join("cgroup.procs"), pid.to_string()).map_err(|e| {
+                        format!(
+                            "--cgroup {sub}: {}: {}",
+                            dir.display(),
+                            kakuri_spec::os_error(&e)
+                        )
+                    })?;
+                    done = true;
                 }
                 if !done {
                     return Err(format!(
-                        "--cgroup {sub}: no such sub-cgroup of the container"
+                        "--cgroup {sub}: no hierarchy of the container matches"
                     ));
                 }
                 Ok(())
@@ -206,6 +223,14 @@ impl Runtime {
                 return Err(Error::msg("cannot exec in a stopped container"))
             }
         }
+        // In a paused container the new process is frozen as soon as it joins the cgroup, so
+        // this exec only finishes after `resume`, which must be able to take the lock.
+        let dir = if status == Status::Paused {
+            drop(dir);
+            None
+        } else {
+            Some(dir)
+        };
         let spec = exec_process(o, st.process.as_ref())?;
         let plan_proc = ProcessPlan::from_spec(&spec).map_err(Error::msg)?;
         kakuri_isolate::lsm::check_available(
@@ -256,7 +281,7 @@ impl Runtime {
             process: plan_proc,
             console_socket,
             preserve_fds: o.preserve_fds,
-            close_in_child: vec![dir.lock_fd()],
+            close_in_child: dir.iter().map(|d| d.lock_fd()).collect(),
         };
         let init = Init {
             state: &st,

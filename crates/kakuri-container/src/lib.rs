@@ -315,25 +315,47 @@ impl Runtime {
         // Owners are looked up once per uid, not once per container (getpwuid reads
         // /etc/passwd each time).
         let mut names: std::collections::HashMap<u32, String> = std::collections::HashMap::new();
+        let mut buf = Vec::with_capacity(4096);
         for ent in rd.flatten() {
             let path = ent.path();
-            let Ok(st) = state::load_state(&path) else {
+            if state::read_into(&path.join(state::STATE_FILE), &mut buf).is_err() {
+                continue;
+            }
+            let Ok(sum) = serde_json::from_slice::<state::Summary>(&buf) else {
                 continue;
             };
-            let status = state::status(&path, &st);
-            let owner = std::os::unix::fs::MetadataExt::uid(
-                &std::fs::metadata(&path).map_err(|e| Error::io(path.display(), e))?,
-            );
+            // Only a live container needs the rest: the fifo (created) and the freezer (paused).
+            let status = if !sum.init_alive() {
+                Status::Stopped
+            } else {
+                match serde_json::from_slice::<State>(&buf) {
+                    Ok(st) => state::status(&path, &st),
+                    Err(_) => continue,
+                }
+            };
+            let owner = match sum.owner_uid {
+                Some(u) => u,
+                None => std::os::unix::fs::MetadataExt::uid(
+                    &std::fs::metadata(&path).map_err(|e| Error::io(path.display(), e))?,
+                ),
+            };
             out.push(ListEntry {
                 oci_version: kakuri_spec::OCI_VERSION.to_string(),
-                id: st.id.clone(),
-                pid: if status == Status::Stopped { 0 } else { st.pid },
+                id: sum.id,
+                pid: if status == Status::Stopped {
+                    0
+                } else {
+                    sum.pid
+                },
                 status: status.to_string(),
-                bundle: st.bundle,
-                rootfs: st.rootfs,
-                created: st.created,
-                annotations: st.annotations,
-                owner: names.entry(owner).or_insert_with(|| user_name(owner)).clone(),
+                bundle: sum.bundle,
+                rootfs: sum.rootfs,
+                created: sum.created,
+                annotations: sum.annotations,
+                owner: names
+                    .entry(owner)
+                    .or_insert_with(|| user_name(owner))
+                    .clone(),
             });
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));

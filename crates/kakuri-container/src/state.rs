@@ -64,6 +64,10 @@ pub struct State {
     pub namespaces: Vec<String>,
     #[serde(default)]
     pub use_systemd: bool,
+    /// The uid that created the container (the owner `list` shows), recorded so that `list`
+    /// need not stat every state directory.
+    #[serde(default)]
+    pub owner_uid: Option<u32>,
     /// The container's process spec: the base of an `exec` without `--process`.
     #[serde(default)]
     pub process: Option<oci::Process>,
@@ -180,6 +184,35 @@ impl ContainerDir {
     }
 }
 
+/// The part of a state `list` shows: parsed without the cgroup, process and seccomp parts.
+#[derive(Debug, Deserialize)]
+pub struct Summary {
+    pub id: String,
+    pub pid: i32,
+    pub start_time: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    #[serde(default)]
+    pub annotations: HashMap<String, String>,
+    #[serde(default)]
+    pub owner_uid: Option<u32>,
+}
+
+impl Summary {
+    /// Is the init still the process the container started?
+    pub fn init_alive(&self) -> bool {
+        pid_is(self.pid, self.start_time)
+    }
+}
+
+/// Read a whole small file into `buf` (one open, reads, close: no stat).
+pub fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    use std::io::Read;
+    buf.clear();
+    File::open(path)?.read_to_end(buf).map(|_| ())
+}
+
 pub fn load_state(dir: &Path) -> Result<State, Error> {
     let p = dir.join(STATE_FILE);
     let data = match std::fs::read(&p) {
@@ -198,11 +231,16 @@ pub fn load_state(dir: &Path) -> Result<State, Error> {
 
 /// Is the init still the process we started (same pid, same start time, not a zombie)?
 pub fn init_alive(s: &State) -> bool {
-    if s.pid <= 0 {
+    pid_is(s.pid, s.start_time)
+}
+
+/// Is `pid` alive (not a zombie) and started at `start_time`?
+fn pid_is(pid: i32, start_time: u64) -> bool {
+    if pid <= 0 {
         return false;
     }
-    match kakuri_isolate::sys::proc_start_time(s.pid) {
-        Ok((start, st)) => start == s.start_time && st != 'Z' && st != 'X',
+    match kakuri_isolate::sys::proc_start_time(pid) {
+        Ok((start, st)) => start == start_time && st != 'Z' && st != 'X',
         Err(_) => false,
     }
 }

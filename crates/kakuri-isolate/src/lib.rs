@@ -15,11 +15,20 @@
 //! createRuntime + prestart hooks;
 //! send HooksDone ────────────────────────► createContainer hooks, pivot_root,
 //!                                          masked/readonly paths, sysctl, rlimits,
-//!                                          executable lookup, user, capabilities
+//!                                          executable lookup, seccomp, user, capabilities
+//!                          ◄─────────────── SeccompFd + listener fd (SCMP_ACT_NOTIFY only)
+//! send it to listenerPath with the
+//! container state; SeccompDone ──────────►
 //!                          ◄─────────────── Ready
 //! write state, exit (create done)          blocks reading the exec fifo until `start`,
-//!                                          startContainer hooks, seccomp, execve
+//!                                          startContainer hooks, execve
 //! ```
+//!
+//! Hardening on this path: the init is non-dumpable from its first instruction until execve, so
+//! nothing in the container can open its `/proc/<pid>/exe` (the kakuri binary), memory or fds;
+//! every runtime descriptor is close-on-exec and all above the preserved ones are marked so
+//! before exec; sysctl and oom_score_adj writes go through a verified procfs handle
+//! ([`procfs`]); the cwd is checked to be reachable from the container root after chdir.
 //!
 //! Any error in the child is sent as [`channel::Msg::Error`] and the child exits; the parent then
 //! reports it, so `create` fails with the real reason and nothing is left running.
@@ -193,10 +202,10 @@ pub(crate) fn handle_seccomp_fd(
 /// after chdir: the kernel reports a cwd unreachable from the root as an error (or, with old
 /// libcs, as a path starting with "(unreachable)").
 pub(crate) fn check_cwd_inside_root(cwd: &Path) -> Result<(), String> {
+    // runc's text: clients and users search for it.
     let breakout = || {
-        format!(
-            "current working directory {cwd:?} is outside of the container's root -- possible container breakout detected"
-        )
+        log::debug!("process cwd {cwd:?} resolves outside of the container's root");
+        "current working directory is outside of container mount namespace root -- possible container breakout detected".to_string()
     };
     match nix::unistd::getcwd() {
         Ok(p) if p.is_absolute() => Ok(()),

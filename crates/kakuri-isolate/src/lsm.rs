@@ -41,7 +41,7 @@ pub fn check_available(apparmor: Option<&str>, selinux: Option<&str>) -> Result<
             let e = format!(
                 "unable to apply apparmor profile: apparmor is not enabled on this host (process.apparmorProfile {p:?})"
             );
-            log::error!("{e}");
+            log::debug!("{e}");
             return Err(e);
         }
     }
@@ -50,7 +50,7 @@ pub fn check_available(apparmor: Option<&str>, selinux: Option<&str>) -> Result<
             let e = format!(
                 "selinux label is specified in config, but selinux is disabled or not supported (process.selinuxLabel {l:?})"
             );
-            log::error!("{e}");
+            log::debug!("{e}");
             return Err(e);
         }
     }

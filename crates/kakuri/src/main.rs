@@ -121,10 +121,10 @@ struct ExecArgs {
     /// Set no_new_privs for the process
     #[arg(long = "no-new-privs")]
     no_new_privs: bool,
-    /// AppArmor profile (hosts without AppArmor: ignored, as runc does)
+    /// AppArmor profile (refused on a host without AppArmor, as runc does)
     #[arg(long)]
     apparmor: Option<String>,
-    /// SELinux process label (hosts without SELinux: ignored, as runc does)
+    /// SELinux process label (refused on a host without SELinux, as runc does)
     #[arg(long = "process-label")]
     process_label: Option<String>,
     /// Pass N more file descriptors (from 3 on)
@@ -330,11 +330,6 @@ fn dispatch(rt: &Runtime, cmd: Cmd, cli: &Cli) -> (Option<&'static str>, Outcome
             spec(&bundle, rootless || cli.rootless.as_deref() == Some("true")),
         ),
         Cmd::Exec(a) => {
-            if a.apparmor.is_some() || a.process_label.is_some() {
-                log::warn!(
-                    "exec: no AppArmor/SELinux on this host: --apparmor/--process-label ignored"
-                );
-            }
             let o = kakuri_container::ExecOptions {
                 id: a.id.clone(),
                 process_file: a.process.clone(),
@@ -352,6 +347,8 @@ fn dispatch(rt: &Runtime, cmd: Cmd, cli: &Cli) -> (Option<&'static str>, Outcome
                 pid_file: a.pid_file.clone(),
                 cgroup: a.cgroup.clone(),
                 ignore_paused: a.ignore_paused,
+                apparmor: a.apparmor.clone(),
+                process_label: a.process_label.clone(),
             };
             (Some("exec"), rt.exec(&o).map(|c| c.clamp(0, 255) as u8))
         }
