@@ -228,45 +228,6 @@ fn exec_main(
     } else {
         None
     };
-    if let Some(u) = proc.umask {
-        // SAFETY: umask cannot fail.
-        unsafe { libc::umask(u as libc::mode_t) };
-    }
-    proc.apply_rlimits()?;
-    proc.apply_scheduling()?;
-    let exe = proc.resolve_executable()?;
-    if proc.no_new_privileges {
-        sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(|e| format!("no_new_privs: {e}"))?;
-    } else {
-        crate::load_seccomp(steps, ch)?;
-    }
-    crate::lsm::apply_exec_labels(
-        proc.apparmor_profile.as_deref(),
-        proc.selinux_label.as_deref(),
-    )?;
-    proc.apply_credentials(true)?;
-    nix::unistd::chdir(&proc.cwd).map_err(|e| {
-        format!(
-            "chdir to cwd ({:?}) set in config.json failed: {}",
-            proc.cwd,
-            os_error(&std::io::Error::from(e))
-        )
-    })?;
-    crate::check_cwd_inside_root(&proc.cwd)?;
-    if let Some(s) = slave {
-        nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
-        for fd in 0..3 {
-            nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&s), fd)
-                .map_err(|e| format!("dup2 console: {e}"))?;
-        }
-        sys::set_controlling_tty(s.as_fd()).map_err(|e| format!("set controlling tty: {e}"))?;
-    }
-    sys::cloexec_from(3 + plan.preserve_fds).map_err(|e| format!("close_range: {e}"))?;
-    if proc.no_new_privileges {
-        crate::load_seccomp(steps, ch)?;
-    }
-    // A detached exec outlives the runtime.
-    sys::prctl(libc::PR_SET_PDEATHSIG, 0).map_err(|e| format!("clear parent death signal: {e}"))?;
-    ch.send(&Msg::Ready).map_err(|e| format!("sync: {e}"))?;
+    let exe = crate::finish_process(proc, slave, plan.preserve_fds, true, steps, ch)?;
     Err(proc.exec(&exe))
 }

@@ -501,16 +501,6 @@ fn init_main(
     }
     rootfs::finalize(plan)?;
     let proc = &plan.process;
-    if let Some(u) = proc.umask {
-        // SAFETY: umask cannot fail.
-        unsafe { libc::umask(u as libc::mode_t) };
-    }
-    proc.apply_rlimits()?;
-    proc.apply_scheduling()?;
-    let exe = proc.resolve_executable()?;
-    if proc.no_new_privileges {
-        sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(|e| format!("no_new_privs: {e}"))?;
-    }
     let slave = match console {
         Some((master, slave)) => {
             if let Some(sock) = &plan.console_socket {
@@ -522,11 +512,52 @@ fn init_main(
         }
         None => None,
     };
+    let setgroups_ok = !plan.in_new_userns || !plan.gid_mappings.is_empty();
+    let exe = finish_process(proc, slave, plan.preserve_fds, setgroups_ok, steps, ch)?;
+    if let Some(fifo) = &plan.exec_fifo {
+        let mut f = std::fs::File::from(fifo.try_clone().map_err(|e| e.to_string())?);
+        let mut b = [0u8; 1];
+        loop {
+            match f.read(&mut b) {
+                Ok(1) => break,
+                Ok(_) => sys::exit_now(0),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(format!("wait for start: {e}")),
+            }
+        }
+    }
+    steps.start_container()?;
+    Err(proc.exec(&exe))
+}
+
+/// The steps every container process takes after its namespaces and root are set up, shared by
+/// a container's init and by `exec`: umask, rlimits, scheduling, the executable lookup,
+/// no_new_privs, LSM labels, seccomp (before the credential change unless no_new_privs allows
+/// it later), user and capabilities, cwd (checked to be inside the root), the console as stdio,
+/// close-on-exec for every inherited descriptor, then Ready to the runtime. Returns the
+/// executable to exec.
+fn finish_process(
+    proc: &ProcessPlan,
+    slave: Option<OwnedFd>,
+    preserve_fds: u32,
+    setgroups_ok: bool,
+    steps: &dyn InitSteps,
+    ch: &Channel,
+) -> Result<PathBuf, String> {
+    if let Some(u) = proc.umask {
+        // SAFETY: umask cannot fail.
+        unsafe { libc::umask(u as libc::mode_t) };
+    }
+    proc.apply_rlimits()?;
+    proc.apply_scheduling()?;
+    let exe = proc.resolve_executable()?;
+    if proc.no_new_privileges {
+        sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(|e| format!("no_new_privs: {e}"))?;
+    }
     lsm::apply_exec_labels(
         proc.apparmor_profile.as_deref(),
         proc.selinux_label.as_deref(),
     )?;
-    let setgroups_ok = !plan.in_new_userns || !plan.gid_mappings.is_empty();
     if !proc.no_new_privileges {
         load_seccomp(steps, ch)?;
     }
@@ -546,27 +577,15 @@ fn init_main(
         }
         sys::set_controlling_tty(s.as_fd()).map_err(|e| format!("set controlling tty: {e}"))?;
     }
-    sys::cloexec_from(3 + plan.preserve_fds).map_err(|e| format!("close_range: {e}"))?;
+    sys::cloexec_from(3 + preserve_fds).map_err(|e| format!("close_range: {e}"))?;
     if proc.no_new_privileges {
         load_seccomp(steps, ch)?;
     }
+    // The process outlives the runtime from here on (a detached exec, a created container).
     sys::prctl(libc::PR_SET_PDEATHSIG, 0).map_err(|e| format!("clear parent death signal: {e}"))?;
     ch.send(&Msg::Ready)
         .map_err(|e| format!("sync with runtime: {e}"))?;
-    if let Some(fifo) = &plan.exec_fifo {
-        let mut f = std::fs::File::from(fifo.try_clone().map_err(|e| e.to_string())?);
-        let mut b = [0u8; 1];
-        loop {
-            match f.read(&mut b) {
-                Ok(1) => break,
-                Ok(_) => sys::exit_now(0),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(format!("wait for start: {e}")),
-            }
-        }
-    }
-    steps.start_container()?;
-    Err(proc.exec(&exe))
+    Ok(exe)
 }
 
 /// Send `fd` over a connected unix socket as one SCM_RIGHTS message with `name` as payload.
