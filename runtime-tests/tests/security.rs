@@ -365,3 +365,70 @@ fn oom_score_adj_through_procfs_handle() {
     assert_eq!(out.stdout, "345\n");
     env.finish();
 }
+
+/// CVE-2025-52565 class: the console must be made without path lookups that a container could
+/// redirect. The pty master comes from the container's own devpts (opened through the verified
+/// rootfs fd) and its peer from TIOCGPTPEER on the master — never an open of a
+/// `/dev/pts/N` path or of `/dev/console`, which the container's image could have made a
+/// symlink. Checked on the runtime's own system calls (strace of `create`).
+#[test]
+fn console_peer_comes_from_tiocgptpeer_not_a_path() {
+    if std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        // setup-host installs strace; without it the calls cannot be observed.
+        println!("SKIP: strace is not installed");
+        return;
+    }
+    let env = TestEnv::new();
+    let mut b = env.bundle();
+    b.set_terminal(true);
+    b.set_sh("tty; echo console-done");
+    b.write();
+    let sock = ConsoleSocket::bind(&env.dir().join("console.sock"));
+    let id = env.new_id();
+    env.track(&id);
+    let trace = env.dir().join("create.strace");
+    let mut cmd = std::process::Command::new("strace");
+    cmd.args(["-f", "-qq", "-e", "trace=open,openat,openat2,ioctl", "-o"])
+        .arg(&trace)
+        .arg(env.rt().bin())
+        .arg("--root")
+        .arg(env.rt().root())
+        .args(["create", "--bundle"])
+        .arg(b.dir())
+        .args(["--console-socket", sock.path().to_str().unwrap()])
+        .arg(&id);
+    // strace follows the init too, so it ends only when the container does: start the
+    // container while it runs.
+    let traced = env.rt().spawn_in(cmd, b.dir());
+    let (master, _) = sock.receive_master(CMD_TIMEOUT);
+    wait_for("the container to be created", WAIT_TIMEOUT, || {
+        env.run(&["state", &id])
+            .stdout
+            .contains("\"created\"")
+            .then_some(())
+    });
+    env.run(&["start", &id]).ok();
+    let text = read_pty_until(&master, "console-done", WAIT_TIMEOUT);
+    assert!(text.contains("/dev/pts/0"), "{text:?}");
+    let out = traced.wait(CMD_TIMEOUT);
+    out.ok();
+    let c = env.container(&id, &out);
+    let calls = std::fs::read_to_string(&trace).unwrap();
+    assert!(
+        calls.contains("TIOCGPTPEER"),
+        "the peer must come from TIOCGPTPEER:\n{calls}"
+    );
+    for line in calls.lines() {
+        let opens_path = line.contains("open");
+        assert!(
+            !(opens_path && (line.contains("\"/dev/pts/0\"") || line.contains("/dev/console\""))),
+            "the runtime opened a console path: {line}"
+        );
+    }
+    drop(c);
+    env.finish();
+}
