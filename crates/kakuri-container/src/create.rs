@@ -414,10 +414,14 @@ impl Runtime {
 
         // From here on, everything made is undone on failure.
         let dir = ContainerDir::create(&self.root, &o.id)?;
+        // A first state (pid 0: "creating") names the cgroups before any exist, so that if this
+        // process is killed half-way, `delete --force` still finds and removes everything.
+        let first = dir.save(&st);
         let mut undo = Undo {
             dir: Some(dir),
             cgroup: None,
         };
+        first?;
         let mut ours = None;
         let console_socket = match &o.console_socket {
             Some(p) if proc_plan.terminal => {

@@ -225,7 +225,7 @@ impl Runtime {
     /// `kill ID SIGNAL [--all]`.
     pub fn kill(&self, id: &str, sig: i32, all: bool) -> Result<(), Error> {
         let (_dir, st, status) = self.open(id)?;
-        if status == Status::Stopped {
+        if status == Status::Stopped || status == Status::Creating {
             return Err(Error::NotRunning);
         }
         if all {
@@ -325,7 +325,9 @@ impl Runtime {
                 continue;
             };
             // Only a live container needs the rest: the fifo (created) and the freezer (paused).
-            let status = if !sum.init_alive() {
+            let status = if sum.pid == 0 {
+                Status::Creating
+            } else if !sum.init_alive() {
                 Status::Stopped
             } else {
                 match serde_json::from_slice::<State>(&buf) {
@@ -415,6 +417,10 @@ fn signal_init(st: &State, sig: i32) -> Result<(), Error> {
 fn stop_init(st: &State) -> Result<(), Error> {
     if let Err(e) = st.cgroup.kill_all(libc::SIGKILL) {
         log::debug!("kill all through the cgroup: {e}");
+    }
+    if st.pid <= 0 {
+        // A create that never got as far as an init: the cgroup kill was all there was to do.
+        return Ok(());
     }
     match signal_init(st, libc::SIGKILL) {
         Ok(()) | Err(Error::NotRunning) => {}

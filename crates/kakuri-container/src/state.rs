@@ -247,6 +247,10 @@ fn pid_is(pid: i32, start_time: u64) -> bool {
 
 /// The current status of a container, derived from its init, its exec fifo and its cgroup.
 pub fn status(dir: &Path, s: &State) -> Status {
+    if s.pid == 0 {
+        // Written by a `create` that has not finished (or was killed before it did).
+        return Status::Creating;
+    }
     if !init_alive(s) {
         return Status::Stopped;
     }
