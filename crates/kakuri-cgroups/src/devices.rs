@@ -189,7 +189,19 @@ pub(crate) fn rule_text(m: &DevMatch, bits: u8) -> String {
 
 /// cgroup v1: set the default, then write every exception.
 pub(crate) fn apply_v1(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
-    let emu = Emulator::from_rules(rules)?;
+    // The kernel lists exceptions (devices.list) in the order they were added, so they are
+    // written in the order their rules are listed, not in the emulator's sorted order.
+    let mut emu = Emulator::default();
+    let mut order: Vec<DevMatch> = Vec::new();
+    for (i, r) in rules.iter().enumerate() {
+        emu.apply(i, r)?;
+        order.retain(|m| emu.exceptions.contains_key(m));
+        for m in emu.exceptions.keys() {
+            if !order.contains(m) {
+                order.push(*m);
+            }
+        }
+    }
     let what = "linux.resources.devices";
     let (default_file, exception_file) = if emu.default_allow {
         ("devices.allow", "devices.deny")
@@ -197,8 +209,8 @@ pub(crate) fn apply_v1(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), Cg
         ("devices.deny", "devices.allow")
     };
     fsutil::write(dir, default_file, "a", what)?;
-    for (m, bits) in &emu.exceptions {
-        fsutil::write(dir, exception_file, &rule_text(m, *bits), what)?;
+    for m in &order {
+        fsutil::write(dir, exception_file, &rule_text(m, emu.exceptions[m]), what)?;
     }
     Ok(())
 }

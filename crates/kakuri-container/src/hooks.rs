@@ -9,6 +9,17 @@ use std::time::{Duration, Instant};
 use kakuri_spec::oci::Hook;
 use kakuri_spec::os_error;
 
+/// Run every one of `hooks` in order whatever the others do, logging each failure as a warning:
+/// for poststart and poststop hooks the spec has the remaining hooks and the lifecycle continue
+/// as if a failed hook had succeeded.
+pub fn run_warn(kind: &str, hooks: &[Hook], state_json: &[u8]) {
+    for (i, h) in hooks.iter().enumerate() {
+        if let Err(e) = run_one(h, state_json) {
+            log::warn!("error running {kind} hook #{i}: {e}");
+        }
+    }
+}
+
 /// Run `hooks` (of kind `kind`, for messages) in order; the first failure stops them.
 pub fn run(kind: &str, hooks: &[Hook], state_json: &[u8]) -> Result<(), String> {
     for (i, h) in hooks.iter().enumerate() {

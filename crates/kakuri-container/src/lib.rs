@@ -385,9 +385,7 @@ fn start_created(dir: &Path, st: &State) -> Result<(), Error> {
     std::fs::remove_file(&fifo).map_err(|e| Error::io(format!("remove {}", fifo.display()), e))?;
     if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststart().as_ref()) {
         let json = HookState::of(st, "running", Some(st.pid)).json();
-        if let Err(e) = hooks::run("poststart", h, &json) {
-            log::warn!("{e}");
-        }
+        hooks::run_warn("poststart", h, &json);
     }
     Ok(())
 }
@@ -447,9 +445,7 @@ fn destroy(dir: ContainerDir, st: &State) -> Result<(), Error> {
     dir.remove()?;
     if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststop().as_ref()) {
         let json = HookState::of(st, "stopped", None).json();
-        if let Err(e) = hooks::run("poststop", h, &json) {
-            log::warn!("{e}");
-        }
+        hooks::run_warn("poststop", h, &json);
     }
     Ok(())
 }

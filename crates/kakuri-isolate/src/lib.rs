@@ -558,6 +558,8 @@ fn finish_process(
         proc.apparmor_profile.as_deref(),
         proc.selinux_label.as_deref(),
     )?;
+    // Before any seccomp filter: the config's profile may not allow close_range(2).
+    sys::cloexec_from(3 + preserve_fds).map_err(|e| format!("close_range: {e}"))?;
     if !proc.no_new_privileges {
         load_seccomp(steps, ch)?;
     }
@@ -577,7 +579,6 @@ fn finish_process(
         }
         sys::set_controlling_tty(s.as_fd()).map_err(|e| format!("set controlling tty: {e}"))?;
     }
-    sys::cloexec_from(3 + preserve_fds).map_err(|e| format!("close_range: {e}"))?;
     if proc.no_new_privileges {
         load_seccomp(steps, ch)?;
     }

@@ -484,6 +484,13 @@ pub(crate) fn prepare(plan: &InitPlan) -> R<(OwnedFd, Option<(OwnedFd, OwnedFd)>
     let prop = plan
         .root_propagation
         .unwrap_or(libc::MS_SLAVE | libc::MS_REC);
+    // An unbindable tree cannot be the source of the rootfs bind below: until the pivot it is
+    // private (which unbindable implies); finalize() applies the configured propagation.
+    let prop = if prop & libc::MS_UNBINDABLE != 0 {
+        (prop & !libc::MS_UNBINDABLE) | libc::MS_PRIVATE
+    } else {
+        prop
+    };
     sys::mount(None, Path::new("/"), None, prop, None)
         .map_err(|e| format!("make / {prop:#x}: {}", os_error(&e)))?;
     // pivot_root refuses a new root whose parent mount is shared: make that one mount private
