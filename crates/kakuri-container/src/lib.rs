@@ -381,9 +381,38 @@ fn start_created(dir: &Path, st: &State) -> Result<(), Error> {
     use std::io::Write;
     f.write_all(b"0")
         .map_err(|e| Error::io("release the container init", e))?;
+    let poststart = st.hooks.as_ref().and_then(|h| h.poststart().as_ref());
+    if poststart.is_some() {
+        // poststart hooks run after the user process has started: the init's end of the
+        // fifo is close-on-exec, so the fifo has no reader left (POLLERR) once it has exec'd
+        // (or died) — after its startContainer hooks.
+        let mut fds = [nix::poll::PollFd::new(
+            f.as_fd(),
+            nix::poll::PollFlags::POLLOUT,
+        )];
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let r = fds[0].revents().unwrap_or(nix::poll::PollFlags::empty());
+                    if r.intersects(nix::poll::PollFlags::POLLERR | nix::poll::PollFlags::POLLHUP)
+                        || left.is_zero()
+                    {
+                        break;
+                    }
+                    // Writable (the init still holds its end): wait a little and look again.
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
     drop(f);
     std::fs::remove_file(&fifo).map_err(|e| Error::io(format!("remove {}", fifo.display()), e))?;
-    if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststart().as_ref()) {
+    if let Some(h) = poststart {
         let json = HookState::of(st, "running", Some(st.pid)).json();
         hooks::run_warn("poststart", h, &json);
     }

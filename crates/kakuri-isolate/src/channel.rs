@@ -11,8 +11,11 @@ use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
 /// One message on the channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Msg {
-    /// parent → child: cgroups and id mappings are in place, go on.
+    /// parent → child: id mappings are in place, go on.
     Go,
+    /// parent → child: the child is in its cgroups (sent after Go: placement, whose first
+    /// cgroup v1 migration waits an RCU grace period, overlaps the child's own setup).
+    Placed,
     /// child → parent: namespaces and mounts are set up; run the createRuntime/prestart hooks.
     RunHooks,
     /// parent → child: the hooks ran.
@@ -34,6 +37,7 @@ impl Msg {
     fn encode(&self) -> Vec<u8> {
         match self {
             Msg::Go => vec![b'G'],
+            Msg::Placed => vec![b'C'],
             Msg::RunHooks => vec![b'H'],
             Msg::HooksDone => vec![b'D'],
             Msg::Ready => vec![b'R'],
@@ -56,6 +60,7 @@ impl Msg {
         let bad = || io::Error::new(io::ErrorKind::InvalidData, "bad sync message");
         Ok(match b.first().ok_or_else(bad)? {
             b'G' => Msg::Go,
+            b'C' => Msg::Placed,
             b'H' => Msg::RunHooks,
             b'D' => Msg::HooksDone,
             b'R' => Msg::Ready,

@@ -367,7 +367,6 @@ pub fn spawn(
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
     };
     let result = (|| {
-        parent.placed(pid)?;
         if plan.namespaces.clone_flags & libc::CLONE_NEWUSER != 0 {
             write_id_maps(pid, plan)?;
         }
@@ -379,6 +378,10 @@ pub fn spawn(
         }
         pch.send(&Msg::Go)
             .map_err(|e| format!("sync with init: {e}"))?;
+        // The child sets up what does not need its cgroups while the parent places it.
+        parent.placed(pid)?;
+        // A child that failed meanwhile has closed its end: its error is read below.
+        let _ = pch.send(&Msg::Placed);
         loop {
             let got = pch
                 .recv_with_fd()
@@ -411,6 +414,38 @@ pub fn spawn(
 }
 
 /// The container init: runs in the cloned child; returns only with an error.
+/// Waits (once) for the parent's Placed message and then makes the cgroup namespace, whose root
+/// is the cgroup the process is in at that moment. Everything that depends on the container's
+/// cgroups (the cgroup namespace, cgroup mounts, the hooks, the user process) comes after it.
+pub(crate) struct Placement<'a> {
+    ch: &'a Channel,
+    new_cgroupns: bool,
+    done: std::cell::Cell<bool>,
+}
+
+impl Placement<'_> {
+    pub(crate) fn ensure(&self) -> Result<(), String> {
+        if self.done.get() {
+            return Ok(());
+        }
+        match self
+            .ch
+            .recv()
+            .map_err(|e| format!("sync with runtime: {e}"))?
+        {
+            Some(Msg::Placed) => {}
+            Some(Msg::Error(e)) => return Err(e),
+            _ => sys::exit_now(1),
+        }
+        if self.new_cgroupns {
+            sys::unshare(libc::CLONE_NEWCGROUP)
+                .map_err(|e| format!("new cgroup namespace: {}", os_error(&e)))?;
+        }
+        self.done.set(true);
+        Ok(())
+    }
+}
+
 fn init_main(
     plan: &InitPlan,
     ch: &Channel,
@@ -440,10 +475,11 @@ fn init_main(
     } else {
         Some(procfs::ProcRoot::open().map_err(|e| format!("linux.sysctl: {e}"))?)
     };
-    if plan.new_cgroupns {
-        sys::unshare(libc::CLONE_NEWCGROUP)
-            .map_err(|e| format!("new cgroup namespace: {}", os_error(&e)))?;
-    }
+    let placement = Placement {
+        ch,
+        new_cgroupns: plan.new_cgroupns,
+        done: std::cell::Cell::new(false),
+    };
     if let Some(h) = &plan.hostname {
         nix::unistd::sethostname(h).map_err(|e| format!("sethostname {h:?}: {e}"))?;
     }
@@ -465,7 +501,8 @@ fn init_main(
             }
         }
     }
-    let (root, console) = rootfs::prepare(plan)?;
+    let (root, console) = rootfs::prepare(plan, &placement)?;
+    placement.ensure()?;
     // The cwd is created if missing, as runc does.
     {
         // Only a missing one: anything else (e.g. a magic link such as /proc/self/fd/N, which

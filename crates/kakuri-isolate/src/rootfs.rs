@@ -14,7 +14,7 @@ use kakuri_spec::os_error;
 
 use crate::mountopts::{self, MountOptions};
 use crate::sys;
-use crate::{CgroupMountSource, DevicePlan, InitPlan, MountPlan};
+use crate::{CgroupMountSource, DevicePlan, InitPlan, MountPlan, Placement};
 
 pub(crate) type R<T> = Result<T, String>;
 
@@ -178,9 +178,15 @@ fn is_dir_source(src: &Path) -> bool {
 }
 
 /// Do one mount of the config's `mounts` inside the rootfs.
-fn do_mount(root: BorrowedFd, m: &MountPlan, plan: &InitPlan) -> R<()> {
+fn do_mount(root: BorrowedFd, m: &MountPlan, plan: &InitPlan, placement: &Placement) -> R<()> {
     let o = &m.options;
     if m.fstype == "cgroup" || m.fstype == "cgroup2" {
+        // In a cgroup namespace the mount shows the namespace's root, made once the process is
+        // in its cgroups: wait for that. Without one, the host's directories are bound, and
+        // those exist already.
+        if plan.new_cgroupns {
+            placement.ensure()?;
+        }
         return mount_cgroups(root, m, plan);
     }
     let bind = o.is_bind();
@@ -480,7 +486,10 @@ fn mount_point_of(path: &Path) -> PathBuf {
 }
 
 /// Everything up to (not including) pivot_root. Returns the console (master, slave) if any.
-pub(crate) fn prepare(plan: &InitPlan) -> R<(OwnedFd, Option<(OwnedFd, OwnedFd)>)> {
+pub(crate) fn prepare(
+    plan: &InitPlan,
+    placement: &Placement,
+) -> R<(OwnedFd, Option<(OwnedFd, OwnedFd)>)> {
     let prop = plan
         .root_propagation
         .unwrap_or(libc::MS_SLAVE | libc::MS_REC);
@@ -519,7 +528,7 @@ pub(crate) fn prepare(plan: &InitPlan) -> R<(OwnedFd, Option<(OwnedFd, OwnedFd)>
     // SAFETY: nix returned a fresh descriptor we now own.
     let root: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(root) };
     for m in &plan.mounts {
-        do_mount(root.as_fd(), m, plan)?;
+        do_mount(root.as_fd(), m, plan, placement)?;
     }
     create_devices(root.as_fd(), plan)?;
     let console = if plan.process.terminal {
