@@ -22,9 +22,6 @@ pub enum Msg {
     HooksDone,
     /// child → parent: fully set up, about to wait for `start` (the pid is the init's own).
     Ready,
-    /// child → parent: the pid of the process that will become the container init, when an
-    /// intermediate process had to fork it (joining a pid namespace owned by a joined user ns).
-    Pid(i32),
     /// child → parent: the seccomp notify listener is attached to this message (SCM_RIGHTS).
     SeccompFd,
     /// parent → child: the listener was handed to the seccomp agent.
@@ -43,11 +40,6 @@ impl Msg {
             Msg::Ready => vec![b'R'],
             Msg::SeccompFd => vec![b'S'],
             Msg::SeccompDone => vec![b's'],
-            Msg::Pid(p) => {
-                let mut v = vec![b'P'];
-                v.extend_from_slice(&p.to_le_bytes());
-                v
-            }
             Msg::Error(e) => {
                 let mut v = vec![b'E'];
                 v.extend_from_slice(e.as_bytes());
@@ -66,7 +58,6 @@ impl Msg {
             b'R' => Msg::Ready,
             b'S' => Msg::SeccompFd,
             b's' => Msg::SeccompDone,
-            b'P' => Msg::Pid(i32::from_le_bytes(b[1..5].try_into().map_err(|_| bad())?)),
             b'E' => Msg::Error(String::from_utf8_lossy(&b[1..]).into_owned()),
             _ => return Err(bad()),
         })
