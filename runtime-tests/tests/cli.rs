@@ -363,3 +363,67 @@ fn create_start_state_with_equals_options() {
     drop(c);
     env.finish();
 }
+
+/// Failures raised inside the container's init or an exec'd process (not in the CLI itself)
+/// still leave exactly one line in a `--log` file: podman reads that file as ONE JSON object.
+#[test]
+fn log_file_has_one_object_for_failures_inside_the_container() {
+    let env = TestEnv::new();
+    let mut b = env.bundle();
+    b.set_args(&["no-such-program-kakuri"]);
+    let log = env.dir().join("create.json");
+    let id = env.new_id();
+    env.track(&id);
+    b.write();
+    let out = env.run(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "create",
+        "--bundle",
+        b.dir().to_str().unwrap(),
+        &id,
+    ]);
+    assert_eq!(out.code, Some(1), "{out}");
+    let text = fs::read_to_string(&log).expect("log written");
+    let v: Value = serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("the log must be one JSON object ({e}): {text}"));
+    assert_eq!(v["level"], "error", "{v}");
+    assert!(
+        v["msg"]
+            .as_str()
+            .unwrap_or("")
+            .contains("executable file not found in $PATH"),
+        "{v}"
+    );
+
+    // The same for an exec whose AppArmor profile this host cannot apply.
+    let mut b = env.bundle();
+    b.set_args(&["sleep", "60"]);
+    let c = env.create(&b);
+    c.start();
+    let log = env.dir().join("exec.json");
+    let out = env.run(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "exec",
+        "--apparmor",
+        "kakuri-test-profile",
+        c.id(),
+        "true",
+    ]);
+    if std::path::Path::new("/sys/kernel/security/apparmor").exists() {
+        println!("SKIP exec part: this host has AppArmor, so the profile could apply");
+    } else {
+        assert_eq!(out.code, Some(255), "{out}");
+        let text = fs::read_to_string(&log).expect("log written");
+        let v: Value = serde_json::from_str(text.trim())
+            .unwrap_or_else(|e| panic!("the log must be one JSON object ({e}): {text}"));
+        assert!(v["msg"].as_str().unwrap_or("").contains("apparmor"), "{v}");
+    }
+    drop(c);
+    env.finish();
+}
