@@ -53,13 +53,9 @@ pub(crate) fn open_in(
     sys::openat_in_root(root, p, flags)
 }
 
-/// Create directory `path` and its parents inside `root`, returning an O_PATH fd of it.
-pub(crate) fn mkdir_all(root: BorrowedFd, path: &Path) -> std::io::Result<OwnedFd> {
-    match open_in(root, path, libc::O_PATH | libc::O_DIRECTORY) {
-        Ok(fd) => return Ok(fd),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-        Err(e) => return Err(e),
-    }
+/// The parent directory of `path` inside `root` (created if missing) and the last component:
+/// what a `*at` call needs to make `path` without following anything out of the root.
+fn parent_and_name(root: BorrowedFd, path: &Path) -> std::io::Result<(OwnedFd, CString)> {
     let r = rel(path);
     let parent = r.parent().unwrap_or(Path::new(""));
     let name = r
@@ -67,51 +63,62 @@ pub(crate) fn mkdir_all(root: BorrowedFd, path: &Path) -> std::io::Result<OwnedF
         .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
     let pfd = mkdir_all(root, parent)?;
     let cname = CString::new(name.as_bytes()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
-    // SAFETY: mkdirat with a valid dir fd and a single NUL-terminated path component.
-    let rc = unsafe { libc::mkdirat(pfd.as_raw_fd(), cname.as_ptr(), 0o755) };
-    if rc != 0 {
+    Ok((pfd, cname))
+}
+
+/// Make `path` inside `root` with `make(parent_fd, name)` unless something is there already
+/// (EEXIST is fine: a concurrent or earlier creation), and return an O_PATH fd of it.
+fn make_in(
+    root: BorrowedFd,
+    path: &Path,
+    open_flags: libc::c_int,
+    make: impl FnOnce(&OwnedFd, &CString) -> libc::c_int,
+) -> std::io::Result<OwnedFd> {
+    match open_in(root, path, open_flags) {
+        Ok(fd) => return Ok(fd),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        Err(e) => return Err(e),
+    }
+    let (pfd, cname) = parent_and_name(root, path)?;
+    if make(&pfd, &cname) != 0 {
         let e = std::io::Error::last_os_error();
         if e.raw_os_error() != Some(libc::EEXIST) {
             return Err(e);
         }
     }
-    open_in(root, path, libc::O_PATH | libc::O_DIRECTORY)
+    open_in(root, path, open_flags)
+}
+
+/// Create directory `path` and its parents inside `root`, returning an O_PATH fd of it.
+pub(crate) fn mkdir_all(root: BorrowedFd, path: &Path) -> std::io::Result<OwnedFd> {
+    make_in(root, path, libc::O_PATH | libc::O_DIRECTORY, |pfd, name| {
+        // SAFETY: mkdirat with a valid dir fd and a single NUL-terminated path component.
+        unsafe { libc::mkdirat(pfd.as_raw_fd(), name.as_ptr(), 0o755) }
+    })
 }
 
 /// Create an empty file at `path` inside `root` (parents included) unless something is there,
 /// returning an O_PATH fd of what is there.
 fn mkfile_all(root: BorrowedFd, path: &Path) -> std::io::Result<OwnedFd> {
-    match open_in(root, path, libc::O_PATH) {
-        Ok(fd) => return Ok(fd),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-        Err(e) => return Err(e),
-    }
-    let r = rel(path);
-    let parent = r.parent().unwrap_or(Path::new(""));
-    let name = r
-        .file_name()
-        .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    let pfd = mkdir_all(root, parent)?;
-    let cname = CString::new(name.as_bytes()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
-    // SAFETY: openat with a valid dir fd and a single path component; the new fd is closed at once.
-    let fd = unsafe {
-        libc::openat(
-            pfd.as_raw_fd(),
-            cname.as_ptr(),
-            libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
-            0o644,
-        )
-    };
-    if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EEXIST) {
-            return Err(e);
+    make_in(root, path, libc::O_PATH, |pfd, name| {
+        // SAFETY: openat with a valid dir fd and a single path component; the new fd is
+        // closed at once.
+        let fd = unsafe {
+            libc::openat(
+                pfd.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                0o644,
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: we own the fd just opened.
+            unsafe { libc::close(fd) };
+            0
+        } else {
+            -1
         }
-    } else {
-        // SAFETY: we own the fd just opened.
-        unsafe { libc::close(fd) };
-    }
-    open_in(root, path, libc::O_PATH)
+    })
 }
 
 /// The `MS_*` flags a mount already has that a bind remount must keep (the kernel refuses to
@@ -338,14 +345,9 @@ const DEFAULT_DEVICES: [(&str, u32, u32); 6] = [
 
 fn create_device(root: BorrowedFd, d: &DevicePlan, bind_host: bool) -> R<()> {
     let err = |e: std::io::Error| format!("create device {:?}: {}", d.path, os_error(&e));
-    let r = rel(&d.path);
-    let parent = r.parent().unwrap_or(Path::new(""));
-    let name = r
-        .file_name()
-        .ok_or_else(|| format!("create device {:?}: not a file path", d.path))?;
-    let pfd = mkdir_all(root, parent).map_err(err)?;
+    let (pfd, cname) = parent_and_name(root, &d.path).map_err(err)?;
+    let name = Path::new(std::ffi::OsStr::from_bytes(cname.as_bytes()));
     // A device node may not be left from an earlier image layer with other numbers.
-    let cname = CString::new(name.as_bytes()).map_err(|_| "device path has a NUL byte")?;
     // SAFETY: unlinkat on a valid dir fd with one path component; failure (ENOENT) is fine.
     unsafe { libc::unlinkat(pfd.as_raw_fd(), cname.as_ptr(), 0) };
     if bind_host {
