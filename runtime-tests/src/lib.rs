@@ -1049,6 +1049,15 @@ impl Bundle {
         self
     }
 
+    /// A new user namespace mapping container ids 0.. to host ids `host_id`.. (`size` ids), for
+    /// both uids and gids.
+    pub fn add_user_namespace(&mut self, host_id: u32, size: u32) -> &mut Self {
+        self.add_namespace("user", None);
+        let map = json!([{"containerID": 0, "hostID": host_id, "size": size}]);
+        self.set("/linux/uidMappings", map.clone());
+        self.set("/linux/gidMappings", map)
+    }
+
     pub fn remove_namespace(&mut self, kind: &str) -> &mut Self {
         self.array_mut("/linux/namespaces")
             .retain(|n| n["type"] != kind);

@@ -455,15 +455,7 @@ fn scheduler_io_priority_and_cpu_affinity() {
 fn joins_the_user_namespace_first() {
     let env = TestEnv::new();
     let mut b = env.bundle();
-    b.add_namespace("user", None);
-    b.set(
-        "/linux/uidMappings",
-        json!([{"containerID": 0, "hostID": 231072, "size": 65536}]),
-    );
-    b.set(
-        "/linux/gidMappings",
-        json!([{"containerID": 0, "hostID": 231072, "size": 65536}]),
-    );
+    b.add_user_namespace(231072, 65536);
     let c = running(&env, &mut b);
     let out = env.run(&[
         "exec",

@@ -112,15 +112,7 @@ fn cgroup_namespace_root_is_slash() {
 fn user_namespace_with_mappings() {
     let env = TestEnv::new();
     let mut b = env.bundle();
-    b.add_namespace("user", None);
-    b.set(
-        "/linux/uidMappings",
-        serde_json::json!([{"containerID": 0, "hostID": 231072, "size": 65536}]),
-    );
-    b.set(
-        "/linux/gidMappings",
-        serde_json::json!([{"containerID": 0, "hostID": 231072, "size": 65536}]),
-    );
+    b.add_user_namespace(231072, 65536);
     b.set_sh("id -u; id -g; cat /proc/self/uid_map; echo ready; sleep 60");
     let c = env.create(&b);
     let pid = c.pid();

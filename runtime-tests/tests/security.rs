@@ -334,15 +334,7 @@ fn sysctl_write_is_not_redirected_by_a_mount() {
 fn sysctl_in_a_user_namespace() {
     let env = TestEnv::new();
     let mut b = env.bundle();
-    b.add_namespace("user", None);
-    b.set(
-        "/linux/uidMappings",
-        json!([{"containerID": 0, "hostID": 231072, "size": 65536}]),
-    );
-    b.set(
-        "/linux/gidMappings",
-        json!([{"containerID": 0, "hostID": 231072, "size": 65536}]),
-    );
+    b.add_user_namespace(231072, 65536);
     // A network sysctl: the kernel lets the namespace's root write those (not kernel.*).
     b.set("/linux/sysctl", json!({"net.ipv4.ip_forward": "1"}));
     b.set_args(&["cat", "/proc/sys/net/ipv4/ip_forward"]);
