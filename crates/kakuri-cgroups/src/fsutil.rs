@@ -69,6 +69,23 @@ pub(crate) fn parse_u64(path: &Path, s: &str) -> Result<u64, CgroupError> {
 }
 
 /// Read `dir/file` as one unsigned number.
+/// `linux.resources.memory.checkBeforeUpdate`: refuse a memory `limit` below the current usage
+/// read from `usage_file` (`memory.usage_in_bytes` on v1, `memory.current` on v2).
+pub(crate) fn check_limit_above_usage(
+    dir: &Path,
+    usage_file: &str,
+    limit: i64,
+) -> Result<(), CgroupError> {
+    let usage = read_u64(dir, usage_file, "linux.resources.memory.checkBeforeUpdate")?;
+    if usage >= limit as u64 {
+        return Err(CgroupError::invalid(
+            "linux.resources.memory.limit",
+            format!("rejecting memory limit {limit} below usage {usage}"),
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn read_u64(dir: &Path, file: &str, what: &str) -> Result<u64, CgroupError> {
     let s = read(dir, file, what)?;
     parse_u64(&dir.join(file), &s)

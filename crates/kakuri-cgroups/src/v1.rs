@@ -142,17 +142,7 @@ fn set_memory(dir: &Path, mem: &LinuxMemory) -> Result<(), CgroupError> {
     let limit = mem.limit().unwrap_or(0);
     let mut swap = mem.swap().unwrap_or(0);
     if mem.check_before_update() == Some(true) && limit > 0 {
-        let usage = fsutil::read_u64(
-            dir,
-            "memory.usage_in_bytes",
-            "linux.resources.memory.checkBeforeUpdate",
-        )?;
-        if usage >= limit as u64 {
-            return Err(CgroupError::invalid(
-                "linux.resources.memory.limit",
-                format!("rejecting memory limit {limit} below usage {usage}"),
-            ));
-        }
+        fsutil::check_limit_above_usage(dir, "memory.usage_in_bytes", limit)?;
     }
     // Unlimited memory with swap unset means unlimited swap too, where the kernel accounts swap.
     if limit == -1 && swap == 0 && dir.join("memory.memsw.limit_in_bytes").exists() {

@@ -221,17 +221,7 @@ fn set_memory(dir: &Path, m: &LinuxMemory, update: bool) -> Result<(), CgroupErr
         return Ok(());
     }
     if m.check_before_update() == Some(true) && limit > 0 {
-        let usage = fsutil::read_u64(
-            dir,
-            "memory.current",
-            "linux.resources.memory.checkBeforeUpdate",
-        )?;
-        if usage >= limit as u64 {
-            return Err(CgroupError::invalid(
-                "linux.resources.memory.limit",
-                format!("rejecting memory limit {limit} below usage {usage}"),
-            ));
-        }
+        fsutil::check_limit_above_usage(dir, "memory.current", limit)?;
     }
     // `update` with a new memory+swap but no new memory limit: the swap part is computed from the limit in
     // force (runc's update merges the stored limit the same way).

@@ -749,19 +749,18 @@ impl Harness {
                 .output()
                 .is_ok_and(|o| o.status.success())
         })?;
-        let out = run_cmd(
-            {
-                let mut c = self.docker();
-                c.arg("import")
-                    .arg(self.image_dir.join("rootfs.tar"))
-                    .arg(IMAGE);
-                c
-            },
-            None,
-            Duration::from_secs(60),
-        );
+        self.import_rootfs(self.docker(), "docker")
+    }
+
+    /// `<client> import rootfs.tar IMAGE` (docker and podman take the same arguments).
+    fn import_rootfs(&self, mut client: Command, name: &str) -> Result<(), String> {
+        client
+            .arg("import")
+            .arg(self.image_dir.join("rootfs.tar"))
+            .arg(IMAGE);
+        let out = run_cmd(client, None, Duration::from_secs(60));
         if out.code != Some(0) {
-            return Err(format!("docker import: {}", out.describe()));
+            return Err(format!("{name} import: {}", out.describe()));
         }
         Ok(())
     }
@@ -809,21 +808,7 @@ impl Harness {
             &self.dir.join("registries.conf"),
             "# no registries: the test image is imported\nunqualified-search-registries = []\n",
         )?;
-        let out = run_cmd(
-            {
-                let mut c = self.podman();
-                c.arg("import")
-                    .arg(self.image_dir.join("rootfs.tar"))
-                    .arg(IMAGE);
-                c
-            },
-            None,
-            Duration::from_secs(60),
-        );
-        if out.code != Some(0) {
-            return Err(format!("podman import: {}", out.describe()));
-        }
-        Ok(())
+        self.import_rootfs(self.podman(), "podman")
     }
 
     /// podman with this run's private configuration, storage and runtime.
