@@ -42,6 +42,18 @@ fn spec_ns_name(t: LinuxNamespaceType) -> &'static str {
     }
 }
 
+/// Whether the namespace file `path` is the one of kind `kind` this process is in.
+fn same_ns(path: &Path, kind: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (
+        std::fs::metadata(path),
+        std::fs::metadata(format!("/proc/self/ns/{kind}")),
+    ) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
 fn propagation(s: &str) -> Result<libc::c_ulong, Error> {
     Ok(match s {
         "private" => libc::MS_PRIVATE,
@@ -96,10 +108,18 @@ fn default_device_rules() -> Vec<oci::LinuxDeviceCgroup> {
 struct Undo<'a> {
     dir: Option<ContainerDir>,
     cgroup: Option<&'a Manager>,
+    /// The rootfs bound onto itself in the runtime's mount namespace, and the id of the mount
+    /// under it (a container without a mount namespace).
+    host_root: Option<(&'a Path, u64)>,
 }
 
 impl Drop for Undo<'_> {
     fn drop(&mut self) {
+        if let Some((rootfs, holder)) = self.host_root {
+            if let Err(e) = kakuri_isolate::hostmount::release(rootfs, holder) {
+                log::warn!("clean up the rootfs bind after a failed create: {e}");
+            }
+        }
         if let Some(cg) = self.cgroup {
             if let Err(e) = cg.destroy() {
                 log::warn!("clean up cgroups after a failed create: {e}");
@@ -165,7 +185,10 @@ impl ParentSteps for Parent<'_> {
 
     fn create_runtime(&mut self, pid: i32) -> Result<(), String> {
         let Some(h) = self.hooks else { return Ok(()) };
-        let json = HookState::of(self.state, "creating", Some(pid)).json();
+        // runtime-spec's lifecycle: the environment is created (step 2, after which the status
+        // is "created") before the prestart, createRuntime and createContainer hooks (steps
+        // 3-5). runc passes "creating"; runtime-tools' hooks_stdin checks for "created".
+        let json = HookState::of(self.state, "created", Some(pid)).json();
         if let Some(p) = h.prestart() {
             hooks::run("prestart", p, &json)?;
         }
@@ -198,7 +221,7 @@ impl InitSteps for Init<'_> {
         let Some(c) = self.hooks.and_then(|h| h.create_container().as_ref()) else {
             return Ok(());
         };
-        let json = HookState::of(self.state, "creating", Some(pid)).json();
+        let json = HookState::of(self.state, "created", Some(pid)).json();
         hooks::run("createContainer", c, &json)
     }
 
@@ -304,6 +327,8 @@ impl Runtime {
                         .collect();
                     ns.new_time = Some(offs);
                 }
+                // Joining the mount namespace kakuri runs in is sharing it.
+                (LinuxNamespaceType::Mount, Some(p)) if same_ns(p, "mnt") => {}
                 (t, Some(p)) => {
                     // The user namespace is joined first, the mount namespace last.
                     let order = match t {
@@ -330,9 +355,12 @@ impl Runtime {
         }
         joins.sort_by_key(|j| j.0);
         ns.join = joins.into_iter().map(|(_, f, p)| (f, p)).collect();
-        if !new_mountns && !ns.join.iter().any(|(f, _)| *f == libc::CLONE_NEWNS) {
+        // Without a mount namespace of its own the container's mounts are made in kakuri's
+        // (see kakuri_isolate::hostmount), which a process in a user namespace cannot do.
+        let shared_mountns = !new_mountns && !ns.join.iter().any(|(f, _)| *f == libc::CLONE_NEWNS);
+        if shared_mountns && in_new_userns {
             return Err(Error::msg(
-                "linux.namespaces: a mount namespace is required to set up the rootfs",
+                "linux.namespaces: a container in a user namespace needs a mount namespace of its own (without one its mounts would be made in the runtime's mount namespace, which a user namespace does not own)",
             ));
         }
 
@@ -410,7 +438,12 @@ impl Runtime {
             owner_uid: Some(unsafe { libc::geteuid() }),
             process: spec.process().clone(),
             seccomp: linux.seccomp().clone(),
+            rootfs_mount_holder: None,
         };
+        if shared_mountns {
+            st.rootfs_mount_holder =
+                Some(kakuri_isolate::hostmount::holder(&bundle.rootfs).map_err(Error::msg)?);
+        }
 
         // From here on, everything made is undone on failure.
         let dir = ContainerDir::create(&self.root, &o.id)?;
@@ -420,8 +453,14 @@ impl Runtime {
         let mut undo = Undo {
             dir: Some(dir),
             cgroup: None,
+            host_root: None,
         };
         first?;
+        if let Some(holder) = st.rootfs_mount_holder {
+            kakuri_isolate::hostmount::bind(&bundle.rootfs, root_propagation)
+                .map_err(Error::msg)?;
+            undo.host_root = Some((&bundle.rootfs, holder));
+        }
         let mut ours = None;
         let console_socket = match &o.console_socket {
             Some(p) if proc_plan.terminal => {
@@ -494,6 +533,7 @@ impl Runtime {
             no_pivot: o.no_pivot,
             namespaces: ns,
             new_mountns,
+            shared_mountns,
             new_cgroupns,
             in_new_userns,
             uid_mappings: linux.uid_mappings().clone().unwrap_or_default(),
@@ -563,6 +603,7 @@ impl Runtime {
             .namespaces()
             .iter()
             .flatten()
+            .filter(|n| !(shared_mountns && n.typ() == LinuxNamespaceType::Mount))
             .map(|n| spec_ns_name(n.typ()).to_string())
             .collect();
         let result = (|| {
@@ -579,8 +620,9 @@ impl Runtime {
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
             return Err(e);
         }
-        // Success: keep the state and the cgroups.
+        // Success: keep the state, the cgroups and the rootfs bind.
         undo.cgroup = None;
+        undo.host_root = None;
         drop(undo.dir.take());
         Ok((pid, ours))
     }

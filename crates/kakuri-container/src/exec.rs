@@ -268,16 +268,11 @@ impl Runtime {
             }
             _ => None,
         };
-        let mut namespaces = st.namespaces.clone();
-        if namespaces.is_empty() {
-            namespaces = ["user", "mnt", "pid", "net", "ipc", "uts", "cgroup", "time"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-        }
+        // Exactly the container's namespaces: an empty list is a container that shares all of
+        // the runtime's (without "mnt" the process is chrooted into the init's root instead).
         let plan = ExecPlan {
             init_pid: st.pid,
-            namespaces,
+            namespaces: st.namespaces.clone(),
             process: plan_proc,
             console_socket,
             preserve_fds: o.preserve_fds,

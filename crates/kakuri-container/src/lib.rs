@@ -468,6 +468,10 @@ fn stop_init(st: &State) -> Result<(), Error> {
 
 /// Remove everything of a stopped container: cgroups, state, then the poststop hooks.
 fn destroy(dir: ContainerDir, st: &State) -> Result<(), Error> {
+    if let Some(holder) = st.rootfs_mount_holder {
+        kakuri_isolate::hostmount::release(&st.rootfs, holder)
+            .map_err(|e| Error::msg(format!("remove the rootfs mounts of {}: {e}", st.id)))?;
+    }
     st.cgroup
         .destroy()
         .map_err(|e| Error::msg(format!("remove cgroups of {}: {e}", st.id)))?;

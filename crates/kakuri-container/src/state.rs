@@ -74,6 +74,11 @@ pub struct State {
     /// The container's seccomp profile, applied to exec'd processes too.
     #[serde(default)]
     pub seccomp: Option<oci::LinuxSeccomp>,
+    /// A container without a mount namespace of its own: the id of the mount that held the
+    /// rootfs before kakuri bound it onto itself; `delete` detaches that bind
+    /// (kakuri_isolate::hostmount).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs_mount_holder: Option<u64>,
 }
 
 pub const STATE_FILE: &str = "state.json";

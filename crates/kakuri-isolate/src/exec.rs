@@ -77,6 +77,16 @@ pub fn spawn_exec(
             fds.push((n.clone(), open(&theirs)?));
         }
     }
+    // A container without a mount namespace of its own shares ours: the process enters its
+    // root with chroot instead (the init's root, a bind of the rootfs in this namespace).
+    let root = if plan.namespaces.iter().any(|n| n == "mnt") {
+        None
+    } else {
+        Some(open(&PathBuf::from(format!(
+            "/proc/{}/root",
+            plan.init_pid
+        )))?)
+    };
     let (pch, cch) = Channel::pair().map_err(|e| format!("socketpair: {e}"))?;
     // pid and time namespaces apply to children: the parent enters them around the fork.
     let mut restore: Vec<(OwnedFd, libc::c_int)> = Vec::new();
@@ -122,7 +132,7 @@ pub fn spawn_exec(
                 // SAFETY: the parent's descriptors, unused by this child.
                 unsafe { libc::close(*fd) };
             }
-            let err = match exec_main(plan, &fds, &cch, steps) {
+            let err = match exec_main(plan, &fds, root.as_ref(), &cch, steps) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -135,6 +145,7 @@ pub fn spawn_exec(
     };
     drop(cch);
     drop(fds);
+    drop(root);
     let result = (|| {
         parent.placed(pid)?;
         pch.send(&Msg::Go).map_err(|e| format!("sync: {e}"))?;
@@ -164,6 +175,7 @@ pub fn spawn_exec(
 fn exec_main(
     plan: &ExecPlan,
     fds: &[(String, OwnedFd)],
+    root: Option<&OwnedFd>,
     ch: &Channel,
     steps: &dyn InitSteps,
 ) -> Result<std::convert::Infallible, String> {
@@ -203,6 +215,11 @@ fn exec_main(
             sys::setresgid(0).map_err(|e| format!("setgid 0: {e}"))?;
             sys::setresuid(0).map_err(|e| format!("setuid 0: {e}"))?;
         }
+    }
+    if let Some(r) = root {
+        nix::unistd::fchdir(std::os::fd::AsRawFd::as_raw_fd(r))
+            .map_err(|e| format!("chdir to the container's root: {e}"))?;
+        nix::unistd::chroot(".").map_err(|e| format!("chroot to the container's root: {e}"))?;
     }
     let proc = &plan.process;
     let slave = if proc.terminal {

@@ -35,6 +35,7 @@
 
 pub mod channel;
 pub mod exec;
+pub mod hostmount;
 pub mod lsm;
 pub mod mountopts;
 pub mod process;
@@ -114,6 +115,9 @@ pub struct InitPlan {
     pub no_pivot: bool,
     pub namespaces: NamespacePlan,
     pub new_mountns: bool,
+    /// No mount namespace of its own: the rootfs (already bound onto itself by the runtime, see
+    /// [`hostmount`]) is set up in the runtime's mount namespace and entered with chroot.
+    pub shared_mountns: bool,
     pub new_cgroupns: bool,
     pub in_new_userns: bool,
     pub uid_mappings: Vec<oci::LinuxIdMapping>,

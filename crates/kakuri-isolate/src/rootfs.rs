@@ -487,11 +487,9 @@ fn mount_point_of(path: &Path) -> PathBuf {
     best
 }
 
-/// Everything up to (not including) pivot_root. Returns the console (master, slave) if any.
-pub(crate) fn prepare(
-    plan: &InitPlan,
-    placement: &Placement,
-) -> R<(OwnedFd, Option<(OwnedFd, OwnedFd)>)> {
+/// In the container's own mount namespace: the propagation of `/` (rslave unless configured)
+/// and the rootfs bound onto itself, as pivot_root needs it.
+fn isolate_root(plan: &InitPlan) -> R<()> {
     let prop = plan
         .root_propagation
         .unwrap_or(libc::MS_SLAVE | libc::MS_REC);
@@ -521,6 +519,19 @@ pub(crate) fn prepare(
         None,
     )
     .map_err(|e| format!("bind rootfs {:?}: {}", plan.rootfs, os_error(&e)))?;
+    Ok(())
+}
+
+/// Everything up to (not including) pivot_root. Returns the console (master, slave) if any.
+pub(crate) fn prepare(
+    plan: &InitPlan,
+    placement: &Placement,
+) -> R<(OwnedFd, Option<(OwnedFd, OwnedFd)>)> {
+    // In the runtime's mount namespace nothing outside the rootfs is touched: the runtime has
+    // bound the rootfs onto itself with its propagation already.
+    if !plan.shared_mountns {
+        isolate_root(plan)?;
+    }
     let root = nix::fcntl::open(
         &plan.rootfs,
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
@@ -541,10 +552,14 @@ pub(crate) fn prepare(
     Ok((root, console))
 }
 
-/// Switch to the rootfs: pivot_root (or, with `--no-pivot`, a move mount and chroot).
+/// Switch to the rootfs: pivot_root (or, with `--no-pivot`, a move mount and chroot). In the
+/// runtime's mount namespace only chroot: pivot_root would move every process of the namespace
+/// whose root is the old one, and a move of the rootfs bind would be visible to all of them.
 pub(crate) fn pivot(plan: &InitPlan, root: &OwnedFd) -> R<()> {
     nix::unistd::fchdir(root.as_raw_fd()).map_err(|e| format!("chdir rootfs: {e}"))?;
-    if plan.no_pivot {
+    if plan.shared_mountns {
+        nix::unistd::chroot(".").map_err(|e| format!("chroot rootfs: {e}"))?;
+    } else if plan.no_pivot {
         sys::mount(
             Some(&plan.rootfs),
             Path::new("/"),
@@ -639,7 +654,7 @@ pub(crate) fn finalize(plan: &InitPlan) -> R<()> {
         bind_remount(Path::new("/"), &o)
             .map_err(|e| format!("make the root read-only: {}", os_error(&e)))?;
     }
-    if let Some(p) = plan.root_propagation {
+    if let Some(p) = plan.root_propagation.filter(|_| !plan.shared_mountns) {
         sys::mount(None, Path::new("/"), None, p, None)
             .map_err(|e| format!("rootfsPropagation: {}", os_error(&e)))?;
     }
