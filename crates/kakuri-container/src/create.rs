@@ -245,7 +245,7 @@ impl InitSteps for Init<'_> {
 impl Runtime {
     /// `create`: returns the init's pid once it is fully set up and waiting for `start`.
     pub fn create(&self, o: &CreateOptions) -> Result<i32, Error> {
-        self.create_inner(o, false).map(|(pid, _)| pid)
+        self.create_inner(o, false).map(|c| c.pid)
     }
 
     /// Create; with `proxy_tty` (foreground `run` of a terminal container without
@@ -254,7 +254,7 @@ impl Runtime {
         &self,
         o: &CreateOptions,
         proxy_tty: bool,
-    ) -> Result<(i32, Option<UnixStream>), Error> {
+    ) -> Result<Created, Error> {
         state::check_id(&o.id)?;
         let bundle = kakuri_spec::load_bundle(&o.bundle).map_err(|e| Error::msg(e.to_string()))?;
         let spec = &bundle.spec;
@@ -623,9 +623,25 @@ impl Runtime {
         // Success: keep the state, the cgroups and the rootfs bind.
         undo.cgroup = None;
         undo.host_root = None;
-        drop(undo.dir.take());
-        Ok((pid, ours))
+        let dir = undo.dir.take().expect("state dir");
+        drop(undo);
+        Ok(Created {
+            pid,
+            console: ours,
+            dir,
+            state: st,
+        })
     }
+}
+
+/// A container just created: its state directory (still locked) and state, so that `run` can
+/// start it without reading back what it has just written.
+pub(crate) struct Created {
+    pub(crate) pid: i32,
+    /// The socket the pty master arrives on (`create_inner`'s `proxy_tty`).
+    pub(crate) console: Option<UnixStream>,
+    pub(crate) dir: ContainerDir,
+    pub(crate) state: State,
 }
 
 /// Write the pid file atomically, as runc does (clients read it the moment create returns).

@@ -31,8 +31,12 @@ impl Runtime {
     /// `run [--detach] [--keep]`: returns the container process's exit code (128+signal when it
     /// was killed), or 0 when detached.
     pub fn run(&self, o: &CreateOptions, detach: bool, keep: bool) -> Result<i32, Error> {
-        let (pid, console) = self.create_inner(o, !detach)?;
-        if let Err(e) = self.start(&o.id) {
+        let created = self.create_inner(o, !detach)?;
+        let (pid, console) = (created.pid, created.console);
+        // Started under the lock create took, from the state it wrote.
+        let started = crate::start_created(&created.dir.path, &created.state);
+        drop(created.dir);
+        if let Err(e) = started {
             let _ = self.delete(&o.id, true);
             return Err(e);
         }
