@@ -10,6 +10,7 @@
 //! The runtime under test is `$KAKURI_BIN`, or `<target>/debug/kakuri` after one
 //! `cargo build -p kakuri`. The suite is validated against runc with `KAKURI_BIN=/usr/sbin/runc`.
 
+pub mod seccomp_profile;
 pub mod vm;
 
 use serde_json::{json, Value};

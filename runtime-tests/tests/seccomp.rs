@@ -12,25 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use kakuri_runtime_tests::seccomp_profile::{podman_seccomp, strings, PODMAN_CAPS};
 use kakuri_runtime_tests::*;
 use serde_json::{json, Value};
-
-const PODMAN_PROFILE: &str = "/usr/share/containers/seccomp.json";
-
-/// podman's default_capabilities (containers.conf).
-const PODMAN_CAPS: [&str; 11] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SETFCAP",
-    "CAP_SETGID",
-    "CAP_SETPCAP",
-    "CAP_SETUID",
-    "CAP_SYS_CHROOT",
-];
 
 /// A static program that makes raw syscalls given as `nr:a0:a1:a2` (decimal or 0x hex) and
 /// prints `ok` or the errno name number for each, one per line.
@@ -73,90 +57,6 @@ fn install_probe(env: &TestEnv, b: &Bundle) {
         "cc -static probe.c: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn strings(v: &Value) -> Vec<&str> {
-    v.as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default()
-}
-
-fn kernel_version() -> (u64, u64) {
-    let u = nix::sys::utsname::uname().expect("uname");
-    let r = u.release().to_string_lossy().into_owned();
-    let mut it = r.split(|c: char| !c.is_ascii_digit());
-    let major = it.next().and_then(|p| p.parse().ok()).expect("major");
-    let minor = it.next().and_then(|p| p.parse().ok()).expect("minor");
-    (major, minor)
-}
-
-/// The moby/containers-common profile format to linux.seccomp for amd64 and `caps`, as podman
-/// does: archMap → architectures, and each entry kept when its includes hold and its excludes
-/// do not (the same conversion as kakuri-seccomp's tests/podman_profile.rs).
-fn convert(profile: &Value, caps: &[&str]) -> Value {
-    let kernel = kernel_version();
-    let mut architectures = Vec::new();
-    for entry in profile["archMap"].as_array().expect("archMap") {
-        if entry["architecture"] == "SCMP_ARCH_X86_64" {
-            architectures.push(entry["architecture"].clone());
-            architectures.extend(
-                entry["subArchitectures"]
-                    .as_array()
-                    .expect("subArchitectures")
-                    .iter()
-                    .cloned(),
-            );
-        }
-    }
-    let mut syscalls = Vec::new();
-    for call in profile["syscalls"].as_array().expect("syscalls") {
-        let (inc, exc) = (&call["includes"], &call["excludes"]);
-        let arches = strings(&inc["arches"]);
-        if !arches.is_empty() && !arches.contains(&"amd64") {
-            continue;
-        }
-        if strings(&inc["caps"]).iter().any(|c| !caps.contains(c)) {
-            continue;
-        }
-        if let Some(min) = inc["minKernel"].as_str() {
-            let mut it = min.split('.').map(|p| p.parse::<u64>().expect("minKernel"));
-            if kernel < (it.next().unwrap_or(0), it.next().unwrap_or(0)) {
-                continue;
-            }
-        }
-        if strings(&exc["arches"]).contains(&"amd64")
-            || strings(&exc["caps"]).iter().any(|c| caps.contains(c))
-        {
-            continue;
-        }
-        let mut out = json!({"names": call["names"], "action": call["action"]});
-        if let Some(e) = call.get("errnoRet") {
-            out["errnoRet"] = e.clone();
-        }
-        if let Some(a) = call.get("args").filter(|a| !a.is_null()) {
-            out["args"] = a.clone();
-        }
-        syscalls.push(out);
-    }
-    let mut s = json!({
-        "defaultAction": profile["defaultAction"],
-        "architectures": architectures,
-        "syscalls": syscalls,
-    });
-    if let Some(e) = profile.get("defaultErrnoRet") {
-        s["defaultErrnoRet"] = e.clone();
-    }
-    s
-}
-
-fn podman_seccomp() -> Value {
-    let raw = std::fs::read(PODMAN_PROFILE).unwrap_or_else(|e| {
-        panic!("{PODMAN_PROFILE}: {e} (apt-get install golang-github-containers-common)")
-    });
-    convert(
-        &serde_json::from_slice(&raw).expect("profile JSON"),
-        &PODMAN_CAPS,
-    )
 }
 
 fn set_podman_caps(b: &mut Bundle) {
