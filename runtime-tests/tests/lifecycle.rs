@@ -342,3 +342,31 @@ fn concurrent_commands_are_serialized() {
     drop(c);
     env.finish();
 }
+
+/// Without a pid namespace of its own, the init's exit does not take its children along: they
+/// stay in the container's cgroup, and `delete` of the stopped container must kill them (as
+/// runc does) instead of failing to remove a busy cgroup.
+#[test]
+fn delete_of_stopped_container_without_pid_namespace_kills_what_is_left() {
+    let env = TestEnv::new();
+    let mut b = env.bundle();
+    b.remove_namespace("pid");
+    b.set_sh("sleep 600 & echo $!; exit 0");
+    let c = env.create(&b);
+    c.start();
+    c.wait_status("stopped");
+    let left: i32 = c
+        .wait_stdout("\n")
+        .trim()
+        .parse()
+        .expect("the background pid");
+    assert!(
+        process_alive(left),
+        "the background sleep outlived the init"
+    );
+    c.delete(false).ok();
+    wait_for("the left-over process to die", WAIT_TIMEOUT, || {
+        (!process_alive(left)).then_some(())
+    });
+    env.finish();
+}

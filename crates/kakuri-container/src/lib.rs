@@ -257,7 +257,7 @@ impl Runtime {
         };
         let status = state::status(&dir.path, &st);
         match status {
-            Status::Stopped => {}
+            Status::Stopped => kill_leftovers(&st)?,
             Status::Created | Status::Creating => stop_init(&st)?,
             Status::Running | Status::Paused => {
                 if !force {
@@ -462,6 +462,23 @@ fn stop_init(st: &State) -> Result<(), Error> {
             "container {} init (pid {}) did not exit after SIGKILL",
             st.id, st.pid
         )));
+    }
+    Ok(())
+}
+
+/// A stopped container whose init did not own its pid namespace (it had none of its own, or
+/// joined one) can still have processes in its cgroup, which the kernel did not kill with the
+/// init: kill them, as runc does, so that the cgroup can be removed.
+fn kill_leftovers(st: &State) -> Result<(), Error> {
+    if st.cgroup.pids().map(|p| p.is_empty()).unwrap_or(true) {
+        return Ok(());
+    }
+    st.cgroup
+        .kill_all(libc::SIGKILL)
+        .map_err(|e| Error::msg(format!("kill the processes left in {}: {e}", st.id)))?;
+    // Frozen processes die only once thawed.
+    if st.cgroup.is_frozen().unwrap_or(false) {
+        let _ = st.cgroup.thaw();
     }
     Ok(())
 }
