@@ -122,6 +122,39 @@ fn capability_sets_root() {
     env.finish();
 }
 
+/// runtime-spec 1.3: a capability that cannot be mapped to the kernel is logged as a warning,
+/// and the runtime should not fail (runc and crun ignore it too; crun's test suite checks it).
+/// Unknown names in the config and in `exec --cap` are dropped with runc's warning.
+#[test]
+fn unknown_capabilities_are_ignored_with_a_warning() {
+    let env = TestEnv::new();
+    let mut b = env.bundle();
+    for kind in [
+        "bounding",
+        "permitted",
+        "effective",
+        "inheritable",
+        "ambient",
+    ] {
+        b.set_caps(kind, &["CAP_KILL", "CAP_UNKNOWN", "UNKNOWN_CAP"]);
+    }
+    b.set_sh("grep ^CapEff /proc/self/status; exec sleep 600");
+    let c = env.create(&b);
+    let warning = "ignoring unknown or unavailable capabilities: [CAP_UNKNOWN UNKNOWN_CAP]";
+    assert!(c.stderr().contains(warning), "{}", c.stderr());
+    c.start();
+    let out = c.wait_stdout("CapEff");
+    assert!(out.contains(&cap_mask(&["CAP_KILL"])), "{out}");
+    let ex = env.run(&["exec", "--cap", "CAP_NOT_A_CAP", c.id(), "true"]);
+    ex.ok();
+    assert!(
+        ex.stderr_has("ignoring unknown or unavailable capabilities: [CAP_NOT_A_CAP]"),
+        "{ex}"
+    );
+    drop(c);
+    env.finish();
+}
+
 #[test]
 fn rlimits_soft_and_hard() {
     let env = TestEnv::new();

@@ -67,15 +67,8 @@ fn merge_env(base: &mut Vec<String>, extra: &[String]) {
 fn exec_process(o: &ExecOptions, base: Option<&oci::Process>) -> Result<oci::Process, Error> {
     if let Some(f) = &o.process_file {
         let bytes = std::fs::read(f).map_err(|e| Error::io(format!("read {}", f.display()), e))?;
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
-        return serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            Error::msg(format!(
-                "{}: field {}: {}",
-                f.display(),
-                e.path(),
-                e.inner()
-            ))
-        });
+        return kakuri_spec::from_json_dropping_unknown_caps(&bytes, "/capabilities")
+            .map_err(|e| Error::msg(format!("{}: field {}: {}", f.display(), e.path, e.inner)));
     }
     if o.args.is_empty() {
         return Err(Error::msg("exec: no command given (and no --process)"));
@@ -113,11 +106,22 @@ fn exec_process(o: &ExecOptions, base: Option<&oci::Process>) -> Result<oci::Pro
     if !o.caps.is_empty() {
         let mut caps = p.capabilities().clone().unwrap_or_default();
         let mut add = HashSet::new();
+        let mut unknown = Vec::new();
         for c in &o.caps {
             let name = c.strip_prefix("CAP_").unwrap_or(c);
-            let cap = oci::Capability::from_str(name)
-                .map_err(|_| Error::msg(format!("--cap: unknown capability {c:?}")))?;
-            add.insert(cap);
+            match oci::Capability::from_str(name) {
+                Ok(cap) => {
+                    add.insert(cap);
+                }
+                // runtime-spec 1.3: warn, do not fail (runc does the same).
+                Err(_) => unknown.push(c.as_str()),
+            }
+        }
+        if !unknown.is_empty() {
+            log::warn!(
+                "ignoring unknown or unavailable capabilities: [{}]",
+                unknown.join(" ")
+            );
         }
         let with = |s: &Option<oci::Capabilities>| {
             let mut s = s.clone().unwrap_or_default();

@@ -65,29 +65,107 @@ impl fmt::Display for Bundle {
 }
 
 /// Parse a `config.json` from bytes, reporting the JSON path of a field that does not fit.
+///
+/// Capability names kakuri does not know are dropped with a warning (see
+/// [`from_json_dropping_unknown_caps`]).
 pub fn parse_config(path: &Path, bytes: &[u8]) -> Result<oci::Spec, SpecError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let spec: oci::Spec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let field = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() || field == "." {
+    from_json_dropping_unknown_caps(bytes, "/process/capabilities").map_err(|e| {
+        if e.inner.is_syntax() || e.inner.is_eof() || e.path == "." {
             SpecError::Syntax {
                 path: path.to_path_buf(),
-                msg: inner.to_string(),
+                msg: e.inner.to_string(),
             }
         } else {
             SpecError::Field {
                 path: path.to_path_buf(),
-                field,
-                msg: inner.to_string(),
+                field: e.path,
+                msg: e.inner.to_string(),
             }
         }
-    })?;
-    de.end().map_err(|e| SpecError::Syntax {
-        path: path.to_path_buf(),
-        msg: e.to_string(),
-    })?;
-    Ok(spec)
+    })
+}
+
+/// A JSON document that does not fit its type: the path of the field (`.` for the document
+/// itself) and serde_json's error.
+#[derive(Debug)]
+pub struct JsonError {
+    pub path: String,
+    pub inner: serde_json::Error,
+}
+
+impl JsonError {
+    fn whole(inner: serde_json::Error) -> Self {
+        JsonError {
+            path: ".".into(),
+            inner,
+        }
+    }
+}
+
+impl From<serde_path_to_error::Error<serde_json::Error>> for JsonError {
+    fn from(e: serde_path_to_error::Error<serde_json::Error>) -> Self {
+        JsonError {
+            path: e.path().to_string(),
+            inner: e.into_inner(),
+        }
+    }
+}
+
+/// Deserialize `T` from JSON, reporting the path of a field that does not fit. runtime-spec
+/// 1.3: a capability "which cannot be mapped to a relevant kernel interface ... MUST be logged
+/// as a warning" and runtimes "SHOULD NOT fail": names in the capability sets at the JSON
+/// pointer `caps` that are not capabilities are dropped with runc's warning ("ignoring unknown
+/// or unavailable capabilities: [...]"). The common case, every name known, parses once.
+pub fn from_json_dropping_unknown_caps<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    caps: &str,
+) -> Result<T, JsonError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let prefix = format!("{}.", caps.trim_start_matches('/').replace('/', "."));
+    match serde_path_to_error::deserialize(&mut de) {
+        Ok(v) => {
+            de.end().map_err(JsonError::whole)?;
+            Ok(v)
+        }
+        Err(e) if e.path().to_string().starts_with(&prefix) => {
+            let mut value: serde_json::Value =
+                serde_json::from_slice(bytes).map_err(JsonError::whole)?;
+            let dropped = drop_unknown_caps(value.pointer_mut(caps));
+            if !dropped.is_empty() {
+                log::warn!(
+                    "ignoring unknown or unavailable capabilities: [{}]",
+                    dropped.join(" ")
+                );
+            }
+            Ok(serde_path_to_error::deserialize(value)?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Remove from each capability set of a `capabilities` object the names that are not
+/// capabilities; returns them (sorted, once each).
+fn drop_unknown_caps(caps: Option<&mut serde_json::Value>) -> Vec<String> {
+    let mut dropped = Vec::new();
+    let Some(serde_json::Value::Object(sets)) = caps else {
+        return dropped;
+    };
+    for set in sets.values_mut() {
+        if let serde_json::Value::Array(names) = set {
+            names.retain(|n| {
+                // Only names: anything else is left for the typed parse to reject.
+                let known =
+                    !n.is_string() || serde_json::from_value::<oci::Capability>(n.clone()).is_ok();
+                if !known {
+                    dropped.push(n.as_str().map_or_else(|| n.to_string(), str::to_string));
+                }
+                known
+            });
+        }
+    }
+    dropped.sort();
+    dropped.dedup();
+    dropped
 }
 
 /// Load `<bundle>/config.json`, check it against the schema and [`validate`] it.
@@ -147,6 +225,35 @@ mod tests {
         assert!(matches!(err, SpecError::Syntax { .. }), "{err}");
         let err = parse_config(Path::new("c.json"), b"{} trailing").unwrap_err();
         assert!(matches!(err, SpecError::Syntax { .. }), "{err}");
+    }
+
+    #[test]
+    fn unknown_capabilities_are_dropped_not_fatal() {
+        let json = br#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0},
+            "capabilities":{"bounding":["CAP_KILL","CAP_UNKNOWN"],"effective":["UNKNOWN_CAP","CAP_CHOWN"],"ambient":["CAP_UNKNOWN"]}}}"#;
+        let spec = parse_config(Path::new("c.json"), json).unwrap();
+        let caps = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .as_ref()
+            .unwrap();
+        let names = |s: &Option<oci::Capabilities>| {
+            let mut v: Vec<String> = s.iter().flatten().map(|c| c.to_string()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(caps.bounding()), ["KILL"]);
+        assert_eq!(names(caps.effective()), ["CHOWN"]);
+        assert!(names(caps.ambient()).is_empty());
+        // Only names are dropped: a value of the wrong type still names its field.
+        let json = br#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0},
+            "capabilities":{"bounding":[7]}}}"#;
+        let err = parse_config(Path::new("c.json"), json)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("process.capabilities.bounding[0]"), "{err}");
     }
 
     #[test]

@@ -224,6 +224,14 @@ fn check_sysctl(
                 "sysctl is in the UTS namespace, but the container has none of its own",
             ));
         }
+        // As runc: the hostname has its own field (which would overwrite or be overwritten by
+        // the sysctl); the domain name's field came later, and the sysctl stays allowed.
+        if key == "kernel.hostname" {
+            return Err(err(
+                field(),
+                "sysctl is not allowed as it conflicts with the OCI \"hostname\" field",
+            ));
+        }
         return Ok(());
     }
     Err(err(
@@ -256,5 +264,14 @@ mod tests {
         assert!(check_sysctl("net.ipv4.ip_forward", &mut all).is_ok());
         assert!(check_sysctl("kernel.msgmax", &mut all).is_ok());
         assert!(check_sysctl("vm.swappiness", &mut all).is_err());
+        // runc: kernel.hostname conflicts with the hostname field; kernel.domainname is allowed.
+        let e = check_sysctl("kernel.hostname", &mut all)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("conflicts with the OCI \"hostname\" field"),
+            "{e}"
+        );
+        assert!(check_sysctl("kernel.domainname", &mut all).is_ok());
     }
 }
