@@ -250,3 +250,37 @@ fn failing_poststop_hook_only_warns() {
     drop(c);
     env.finish();
 }
+
+/// A hook without `env` inherits the runtime's environment (runc and crun do; crun's suite
+/// checks it); a hook with `env` gets exactly that and nothing else.
+#[test]
+fn hook_without_env_inherits_the_runtimes_environment() {
+    let env = TestEnv::new();
+    let mut b = env.bundle();
+    let out = env.dir().join("hook-env");
+    let probe = |tag: &str| {
+        format!(
+            "echo \"{tag}=${{KAKURI_HOOK_PROBE:-unset}}\" >> {}",
+            out.display()
+        )
+    };
+    b.set(
+        "/hooks/prestart",
+        serde_json::json!([
+            {"path": "/bin/sh", "args": ["sh", "-c", probe("inherited")]},
+            {"path": "/bin/sh", "args": ["sh", "-c", probe("own")], "env": ["OTHER=1"]}
+        ]),
+    );
+    b.write();
+    let id = env.new_id();
+    let mut cmd = env
+        .rt()
+        .cmd(&["run", "--bundle", b.dir().to_str().unwrap(), &id]);
+    cmd.env("KAKURI_HOOK_PROBE", "from-the-caller");
+    env.rt().spawn_in(cmd, b.dir()).wait(CMD_TIMEOUT).ok();
+    assert_eq!(
+        fs::read_to_string(&out).unwrap(),
+        "inherited=from-the-caller\nown=unset\n"
+    );
+    env.finish();
+}

@@ -36,10 +36,14 @@ fn run_one(h: &Hook, state_json: &[u8]) -> Result<(), String> {
         cmd.arg0(a0);
     }
     cmd.args(args.iter().skip(1));
-    cmd.env_clear();
-    for kv in h.env().iter().flatten() {
-        if let Some((k, v)) = kv.split_once('=') {
-            cmd.env(k, v);
+    // A hook with `env` gets exactly that; one without inherits the runtime's environment, as
+    // with runc and crun.
+    if let Some(env) = h.env() {
+        cmd.env_clear();
+        for kv in env {
+            if let Some((k, v)) = kv.split_once('=') {
+                cmd.env(k, v);
+            }
         }
     }
     cmd.stdin(Stdio::piped());
