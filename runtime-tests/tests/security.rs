@@ -305,25 +305,39 @@ fn masking_refuses_a_fake_dev_null() {
 
 /// CVE-2025-52881 class: a sysctl write must reach the kernel, not whatever file is mounted
 /// over /proc/sys/<key> in the container. Here the config binds a host file over
-/// /proc/sys/kernel/hostname and sets kernel.hostname: the host file stays untouched and the
-/// container's hostname is the sysctl value (written through the private procfs handle).
+/// /proc/sys/kernel/domainname and sets kernel.domainname: the host file stays untouched and
+/// the container's UTS namespace has the sysctl value (written through the private procfs
+/// handle; read from the host through the container's UTS namespace).
 ///
 /// Checked without the defence (sysctls written to /proc/sys/... by path after pivot_root, as
-/// before, rebuilt): the write went to the bound file and the hostname stayed "kakuri-spec".
+/// before, rebuilt): the write went to the bound file and the name stayed unset.
 #[test]
 fn sysctl_write_is_not_redirected_by_a_mount() {
     let env = TestEnv::new();
     let mut b = env.bundle();
     let decoy = env.dir().join("decoy");
     std::fs::write(&decoy, "original").expect("write decoy");
-    b.add_bind(&decoy, "/proc/sys/kernel/hostname", false, false);
-    b.set("/linux/sysctl", json!({"kernel.hostname": "kakuri-sysctl"}));
-    b.set_hostname("kakuri-spec");
-    b.set_args(&["hostname"]);
-    let (_, out) = env.run_container(&b, &[]);
-    out.ok();
-    assert_eq!(out.stdout, "kakuri-sysctl\n", "{out}");
+    b.add_bind(&decoy, "/proc/sys/kernel/domainname", false, false);
+    b.set(
+        "/linux/sysctl",
+        json!({"kernel.domainname": "kakuri-sysctl"}),
+    );
+    b.set_args(&["sleep", "600"]);
+    let c = env.create(&b);
+    let out = std::process::Command::new("nsenter")
+        .args([
+            "-t",
+            &c.pid().to_string(),
+            "-u",
+            "cat",
+            "/proc/sys/kernel/domainname",
+        ])
+        .output()
+        .expect("run nsenter");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "kakuri-sysctl\n");
     assert_eq!(std::fs::read_to_string(&decoy).unwrap(), "original");
+    drop(c);
     env.finish();
 }
 
