@@ -379,3 +379,37 @@ fn readonly_paths() {
     );
     env.finish();
 }
+
+/// A mount destination that is a dangling symlink in the image is followed inside the rootfs
+/// and its target created there, as runc and crun do (crun's suite checks it): relative
+/// targets from the link's directory, absolute ones from the container root, `..` stopping at
+/// the root. Nothing is created on the host.
+#[test]
+fn dangling_symlink_destinations_are_created_inside_the_rootfs() {
+    let env = TestEnv::new();
+    let mut b = env.bundle();
+    let src = env.dir().join("src.txt");
+    fs::write(&src, "bound").unwrap();
+    let rootfs = b.rootfs();
+    std::os::unix::fs::symlink("../foo/bar/not/here", rootfs.join("etc/not-existing")).unwrap();
+    // An absolute target that tries to climb out: it lands under the container root.
+    let outside = env.dir().join("escaped");
+    let climb = format!("/../../../..{}", outside.display());
+    std::os::unix::fs::symlink(&climb, rootfs.join("etc/escape")).unwrap();
+    // A dangling directory link in the middle of a destination.
+    std::os::unix::fs::symlink("/made/by/link", rootfs.join("linkdir")).unwrap();
+    b.add_bind(&src, "/etc/not-existing", true, false);
+    b.add_bind(&src, "/etc/escape", true, false);
+    b.add_mount(json!({"destination": "/linkdir/sub", "type": "tmpfs", "source": "tmpfs"}));
+    b.set_sh(
+        "cat /foo/bar/not/here; echo; cat /etc/escape; echo; \
+         grep -c ' /foo/bar/not/here ' /proc/self/mountinfo; \
+         awk '$5 == \"/made/by/link/sub\" { print $9 }' /proc/self/mountinfo",
+    );
+    let (_, out) = env.run_container(&b, &[]);
+    out.ok();
+    assert_eq!(out.stdout, "bound\nbound\n1\ntmpfs\n", "{out}");
+    assert!(!outside.exists(), "a mount target was created on the host");
+    assert!(rootfs.join(outside.strip_prefix("/").unwrap()).exists());
+    env.finish();
+}

@@ -68,39 +68,69 @@ fn parent_and_name(root: BorrowedFd, path: &Path) -> std::io::Result<(OwnedFd, C
 
 /// Make `path` inside `root` with `make(parent_fd, name)` unless something is there already
 /// (EEXIST is fine: a concurrent or earlier creation), and return an O_PATH fd of it.
+///
+/// A dangling symlink in the way is followed the way a lookup in the root would follow it (an
+/// absolute target starts at the container root, `..` stops there), and its target is made:
+/// runc and crun do the same, and images carry such links (e.g. /etc/mtab → ../proc/...).
 fn make_in(
     root: BorrowedFd,
     path: &Path,
     open_flags: libc::c_int,
-    make: impl FnOnce(&OwnedFd, &CString) -> libc::c_int,
+    make: &dyn Fn(&OwnedFd, &CString) -> libc::c_int,
 ) -> std::io::Result<OwnedFd> {
-    match open_in(root, path, open_flags) {
-        Ok(fd) => return Ok(fd),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-        Err(e) => return Err(e),
-    }
-    let (pfd, cname) = parent_and_name(root, path)?;
-    if make(&pfd, &cname) != 0 {
+    // Linux's limit on symlinks followed in one lookup.
+    const MAX_LINKS: usize = 40;
+    let mut path = rel(path);
+    for _ in 0..=MAX_LINKS {
+        match open_in(root, &path, open_flags) {
+            Ok(fd) => return Ok(fd),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+        let (pfd, cname) = parent_and_name(root, &path)?;
+        if make(&pfd, &cname) == 0 {
+            return open_in(root, &path, open_flags);
+        }
         let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EEXIST) {
+        if !matches!(e.raw_os_error(), Some(libc::EEXIST) | Some(libc::ELOOP)) {
             return Err(e);
         }
+        match nix::fcntl::readlinkat(Some(pfd.as_raw_fd()), cname.as_c_str()) {
+            Ok(target) => {
+                let target = Path::new(&target);
+                path = if target.is_absolute() {
+                    rel(target)
+                } else {
+                    rel(&path.parent().unwrap_or(Path::new("")).join(target))
+                };
+            }
+            // Not a symlink: something was made there meanwhile.
+            Err(_) if e.raw_os_error() == Some(libc::EEXIST) => {
+                return open_in(root, &path, open_flags)
+            }
+            Err(_) => return Err(e),
+        }
     }
-    open_in(root, path, open_flags)
+    Err(std::io::Error::from_raw_os_error(libc::ELOOP))
 }
 
 /// Create directory `path` and its parents inside `root`, returning an O_PATH fd of it.
 pub(crate) fn mkdir_all(root: BorrowedFd, path: &Path) -> std::io::Result<OwnedFd> {
-    make_in(root, path, libc::O_PATH | libc::O_DIRECTORY, |pfd, name| {
-        // SAFETY: mkdirat with a valid dir fd and a single NUL-terminated path component.
-        unsafe { libc::mkdirat(pfd.as_raw_fd(), name.as_ptr(), 0o755) }
-    })
+    make_in(
+        root,
+        path,
+        libc::O_PATH | libc::O_DIRECTORY,
+        &|pfd, name| {
+            // SAFETY: mkdirat with a valid dir fd and a single NUL-terminated path component.
+            unsafe { libc::mkdirat(pfd.as_raw_fd(), name.as_ptr(), 0o755) }
+        },
+    )
 }
 
 /// Create an empty file at `path` inside `root` (parents included) unless something is there,
 /// returning an O_PATH fd of what is there.
 fn mkfile_all(root: BorrowedFd, path: &Path) -> std::io::Result<OwnedFd> {
-    make_in(root, path, libc::O_PATH, |pfd, name| {
+    make_in(root, path, libc::O_PATH, &|pfd, name| {
         // SAFETY: openat with a valid dir fd and a single path component; the new fd is
         // closed at once.
         let fd = unsafe {
