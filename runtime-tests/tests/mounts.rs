@@ -413,3 +413,40 @@ fn dangling_symlink_destinations_are_created_inside_the_rootfs() {
     assert!(rootfs.join(outside.strip_prefix("/").unwrap()).exists());
     env.finish();
 }
+
+/// In a user namespace, bind sources are opened by the runtime (host root) before the clone:
+/// a source under a directory only the host's root may enter (mode 000 here) is still mounted,
+/// directly and through a symlink, as with runc and crun. The container's root (host uid
+/// 100000) could not reach it by path.
+#[test]
+fn user_namespace_bind_sources_behind_closed_directories() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    let closed = env.dir().join("closed");
+    fs::create_dir(&closed).unwrap();
+    fs::write(closed.join("file"), "behind-a-closed-door").unwrap();
+    fs::create_dir(closed.join("dir")).unwrap();
+    fs::write(closed.join("dir/inner"), "inner").unwrap();
+    std::os::unix::fs::symlink(closed.join("file"), closed.join("link")).unwrap();
+    fs::set_permissions(&closed, fs::Permissions::from_mode(0o000)).unwrap();
+    let mut b = env.bundle();
+    b.add_user_namespace(100000, 65536);
+    // The rootfs belongs to the host's root, not to the mapped ids: the mount points must
+    // exist already (the namespace's root could not create them).
+    let mnt = b.rootfs().join("mnt");
+    fs::write(mnt.join("file"), "").unwrap();
+    fs::write(mnt.join("link"), "").unwrap();
+    fs::create_dir(mnt.join("dir")).unwrap();
+    b.add_bind(&closed.join("file"), "/mnt/file", true, false);
+    b.add_bind(&closed.join("link"), "/mnt/link", true, false);
+    b.add_bind(&closed.join("dir"), "/mnt/dir", false, true);
+    b.set_sh("cat /mnt/file; echo; cat /mnt/link; echo; cat /mnt/dir/inner");
+    let (_, out) = env.run_container(&b, &[]);
+    fs::set_permissions(&closed, fs::Permissions::from_mode(0o755)).unwrap();
+    out.ok();
+    assert_eq!(
+        out.stdout, "behind-a-closed-door\nbehind-a-closed-door\ninner",
+        "{out}"
+    );
+    env.finish();
+}

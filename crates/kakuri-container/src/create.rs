@@ -540,6 +540,11 @@ impl Runtime {
             gid_mappings: linux.gid_mappings().clone().unwrap_or_default(),
             hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
             domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
+            bind_sources: if in_new_userns {
+                rootfs::open_bind_sources(&mounts).map_err(Error::msg)?
+            } else {
+                Vec::new()
+            },
             mounts,
             cgroup_mounts: cgroup
                 .mounts()

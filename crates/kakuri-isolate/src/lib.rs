@@ -125,6 +125,10 @@ pub struct InitPlan {
     pub hostname: Option<String>,
     pub domainname: Option<String>,
     pub mounts: Vec<MountPlan>,
+    /// Bind sources opened by the runtime before the clone ([`rootfs::open_bind_sources`]), by
+    /// index into `mounts`: in a user namespace the init could not reach sources under
+    /// directories only the host's root may enter.
+    pub bind_sources: Vec<(usize, OwnedFd)>,
     pub cgroup_mounts: Vec<CgroupMountSource>,
     pub default_devices: bool,
     pub devices: Vec<DevicePlan>,

@@ -214,8 +214,35 @@ fn is_dir_source(src: &Path) -> bool {
     std::fs::metadata(src).map(|m| m.is_dir()).unwrap_or(true)
 }
 
-/// Do one mount of the config's `mounts` inside the rootfs.
-fn do_mount(root: BorrowedFd, m: &MountPlan, plan: &InitPlan, placement: &Placement) -> R<()> {
+/// For a container in a user namespace: open every bind source now, in the runtime, as
+/// detached mount trees (`open_tree`). The init resolves paths with the namespace's root, which
+/// the host's permissions may stop on the way to a source (a parent directory with mode 0700,
+/// say) where runc and crun, which open sources on the host side too, succeed.
+pub fn open_bind_sources(mounts: &[MountPlan]) -> R<Vec<(usize, OwnedFd)>> {
+    let mut out = Vec::new();
+    for (i, m) in mounts.iter().enumerate() {
+        if !m.options.is_bind() || m.fstype == "cgroup" || m.fstype == "cgroup2" {
+            continue;
+        }
+        let Some(src) = m.source.as_deref() else {
+            continue;
+        };
+        let tree = sys::open_tree_clone(src, m.options.flags & libc::MS_REC != 0)
+            .map_err(|e| mount_err(m, &e))?;
+        out.push((i, tree));
+    }
+    Ok(out)
+}
+
+/// Do one mount of the config's `mounts` inside the rootfs; `tree` is its source opened by the
+/// runtime, if it was.
+fn do_mount(
+    root: BorrowedFd,
+    m: &MountPlan,
+    tree: Option<&OwnedFd>,
+    plan: &InitPlan,
+    placement: &Placement,
+) -> R<()> {
     let o = &m.options;
     if m.fstype == "cgroup" || m.fstype == "cgroup2" {
         // In a cgroup namespace the mount shows the namespace's root, made once the process is
@@ -227,7 +254,13 @@ fn do_mount(root: BorrowedFd, m: &MountPlan, plan: &InitPlan, placement: &Placem
         return mount_cgroups(root, m, plan);
     }
     let bind = o.is_bind();
-    let target = if bind && m.source.as_deref().is_some_and(|s| !is_dir_source(s)) {
+    let source_is_dir = match tree {
+        Some(t) => nix::sys::stat::fstat(t.as_raw_fd())
+            .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+            .unwrap_or(true),
+        None => m.source.as_deref().is_none_or(is_dir_source),
+    };
+    let target = if bind && !source_is_dir {
         mkfile_all(root, &m.destination)
     } else {
         mkdir_all(root, &m.destination)
@@ -239,13 +272,16 @@ fn do_mount(root: BorrowedFd, m: &MountPlan, plan: &InitPlan, placement: &Placem
             .source
             .as_deref()
             .ok_or_else(|| format!("mount {:?}: a bind mount needs a source", m.destination))?;
-        sys::mount(
-            Some(src),
-            &tpath,
-            None,
-            libc::MS_BIND | (o.flags & libc::MS_REC),
-            None,
-        )
+        match tree {
+            Some(t) => sys::move_mount_to(t.as_fd(), target.as_fd()),
+            None => sys::mount(
+                Some(src),
+                &tpath,
+                None,
+                libc::MS_BIND | (o.flags & libc::MS_REC),
+                None,
+            ),
+        }
         .map_err(|e| mount_err(m, &e))?;
         // Re-open: the new fd resolves to the root of the mount just made.
         let mounted = open_in(root, &m.destination, libc::O_PATH).map_err(|e| mount_err(m, &e))?;
@@ -570,8 +606,13 @@ pub(crate) fn prepare(
     .map_err(|e| format!("open rootfs {:?}: {e}", plan.rootfs))?;
     // SAFETY: nix returned a fresh descriptor we now own.
     let root: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(root) };
-    for m in &plan.mounts {
-        do_mount(root.as_fd(), m, plan, placement)?;
+    for (i, m) in plan.mounts.iter().enumerate() {
+        let tree = plan
+            .bind_sources
+            .iter()
+            .find(|(j, _)| *j == i)
+            .map(|(_, fd)| fd);
+        do_mount(root.as_fd(), m, tree, plan, placement)?;
     }
     create_devices(root.as_fd(), plan)?;
     let console = if plan.process.terminal {

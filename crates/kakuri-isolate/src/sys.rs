@@ -419,6 +419,42 @@ pub fn fsmount_proc() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(m as RawFd) })
 }
 
+/// `open_tree(2)` with `OPEN_TREE_CLONE`: a detached bind mount of `path` (and of the mounts
+/// under it with `recursive`), resolved with this process's credentials, to be attached later
+/// with [`move_mount_to`], possibly from another mount or user namespace.
+pub fn open_tree_clone(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    let p = cstr(path)?;
+    let flags = OPEN_TREE_CLONE
+        | libc::O_CLOEXEC as libc::c_uint
+        | if recursive { AT_RECURSIVE } else { 0 };
+    // SAFETY: a NUL-terminated path valid for the call and integer flags.
+    let fd = cvt(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, p.as_ptr(), flags) })?;
+    // SAFETY: open_tree returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `move_mount(2)`: attach the detached mount `tree` onto the file or directory `target`
+/// refers to.
+pub fn move_mount_to(tree: BorrowedFd, target: BorrowedFd) -> io::Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    let empty = c"";
+    // SAFETY: two valid descriptors with empty NUL-terminated paths, and integer flags.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            target.as_raw_fd(),
+            empty.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    })
+    .map(|_| ())
+}
+
 /// `fstatfs(2)`: the filesystem magic number of the file behind `fd`.
 pub fn fs_magic(fd: BorrowedFd) -> io::Result<i64> {
     // SAFETY: statfs is plain data; all-zero is valid.
