@@ -251,10 +251,12 @@ fn failing_poststop_hook_only_warns() {
     env.finish();
 }
 
-/// A hook without `env` inherits the runtime's environment (runc and crun do; crun's suite
-/// checks it); a hook with `env` gets exactly that and nothing else.
+/// A hook without `env` inherits the environment of the process that runs it: the runtime's for
+/// prestart/createRuntime/poststart/poststop (runc and crun do; crun's suite checks it), the
+/// container process's for createContainer/startContainer; a hook with `env` gets exactly that
+/// and nothing else.
 #[test]
-fn hook_without_env_inherits_the_runtimes_environment() {
+fn hook_without_env_inherits_the_environment_of_its_runner() {
     let env = TestEnv::new();
     let mut b = env.bundle();
     let out = env.dir().join("hook-env");
@@ -271,6 +273,18 @@ fn hook_without_env_inherits_the_runtimes_environment() {
             {"path": "/bin/sh", "args": ["sh", "-c", probe("own")], "env": ["OTHER=1"]}
         ]),
     );
+    // Hooks the container's init runs get the container process's env instead, as in runc
+    // (youki's start_container_hook_env_inherit checks startContainer).
+    b.add_env("KAKURI_HOOK_PROBE=from-process-env");
+    b.set(
+        "/hooks/createContainer",
+        serde_json::json!([{"path": "/bin/sh", "args": ["sh", "-c", probe("createContainer")]}]),
+    );
+    b.set(
+        "/hooks/startContainer",
+        serde_json::json!([{"path": "/bin/sh", "args": ["sh", "-c",
+            "echo \"startContainer=${KAKURI_HOOK_PROBE:-unset}\" > /start-probe"]}]),
+    );
     b.write();
     let id = env.new_id();
     let mut cmd = env
@@ -280,7 +294,11 @@ fn hook_without_env_inherits_the_runtimes_environment() {
     env.rt().spawn_in(cmd, b.dir()).wait(CMD_TIMEOUT).ok();
     assert_eq!(
         fs::read_to_string(&out).unwrap(),
-        "inherited=from-the-caller\nown=unset\n"
+        "inherited=from-the-caller\nown=unset\ncreateContainer=from-process-env\n"
+    );
+    assert_eq!(
+        fs::read_to_string(b.rootfs().join("start-probe")).unwrap(),
+        "startContainer=from-process-env\n"
     );
     env.finish();
 }

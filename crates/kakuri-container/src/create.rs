@@ -211,6 +211,17 @@ pub(crate) struct Init<'a> {
     pub(crate) host_pid: Cell<i32>,
 }
 
+impl Init<'_> {
+    /// The container process's `env`: what an in-container hook without `env` gets.
+    fn process_env(&self) -> &[String] {
+        self.state
+            .process
+            .as_ref()
+            .and_then(|p| p.env().as_deref())
+            .unwrap_or(&[])
+    }
+}
+
 impl InitSteps for Init<'_> {
     fn create_container(&self) -> Result<(), String> {
         let pid = std::fs::read_link("/proc/self")
@@ -222,7 +233,7 @@ impl InitSteps for Init<'_> {
             return Ok(());
         };
         let json = HookState::of(self.state, "created", Some(pid)).json();
-        hooks::run("createContainer", c, &json)
+        hooks::run_in_container("createContainer", c, &json, self.process_env())
     }
 
     fn start_container(&self) -> Result<(), String> {
@@ -231,7 +242,7 @@ impl InitSteps for Init<'_> {
         };
         // The user process has not started yet: the state is still "created".
         let json = HookState::of(self.state, "created", Some(self.host_pid.get())).json();
-        hooks::run("startContainer", c, &json)
+        hooks::run_in_container("startContainer", c, &json, self.process_env())
     }
 
     fn load_seccomp(&self) -> Result<Option<OwnedFd>, String> {

@@ -14,21 +14,44 @@ use kakuri_spec::os_error;
 /// as if a failed hook had succeeded.
 pub fn run_warn(kind: &str, hooks: &[Hook], state_json: &[u8]) {
     for (i, h) in hooks.iter().enumerate() {
-        if let Err(e) = run_one(h, state_json) {
+        if let Err(e) = run_one(h, state_json, None) {
             log::warn!("error running {kind} hook #{i}: {e}");
         }
     }
 }
 
-/// Run `hooks` (of kind `kind`, for messages) in order; the first failure stops them.
+/// Run `hooks` (of kind `kind`, for messages) in order; the first failure stops them. A hook
+/// without `env` inherits this process's environment.
 pub fn run(kind: &str, hooks: &[Hook], state_json: &[u8]) -> Result<(), String> {
+    run_in(kind, hooks, state_json, None)
+}
+
+/// [`run`] for hooks run by the container's init (createContainer, startContainer): a hook
+/// without `env` gets the container process's `env`, which is the init's environment in runc
+/// (the init itself runs with none of the runtime's).
+pub fn run_in_container(
+    kind: &str,
+    hooks: &[Hook],
+    state_json: &[u8],
+    process_env: &[String],
+) -> Result<(), String> {
+    run_in(kind, hooks, state_json, Some(process_env))
+}
+
+fn run_in(
+    kind: &str,
+    hooks: &[Hook],
+    state_json: &[u8],
+    default_env: Option<&[String]>,
+) -> Result<(), String> {
     for (i, h) in hooks.iter().enumerate() {
-        run_one(h, state_json).map_err(|e| format!("error running {kind} hook #{i}: {e}"))?;
+        run_one(h, state_json, default_env)
+            .map_err(|e| format!("error running {kind} hook #{i}: {e}"))?;
     }
     Ok(())
 }
 
-fn run_one(h: &Hook, state_json: &[u8]) -> Result<(), String> {
+fn run_one(h: &Hook, state_json: &[u8], default_env: Option<&[String]>) -> Result<(), String> {
     let path = h.path();
     let args = h.args().clone().unwrap_or_default();
     let mut cmd = Command::new(path);
@@ -36,9 +59,9 @@ fn run_one(h: &Hook, state_json: &[u8]) -> Result<(), String> {
         cmd.arg0(a0);
     }
     cmd.args(args.iter().skip(1));
-    // A hook with `env` gets exactly that; one without inherits the runtime's environment, as
-    // with runc and crun.
-    if let Some(env) = h.env() {
+    // A hook with `env` gets exactly that; one without inherits the environment of the process
+    // that runs it (`default_env` for the container's init), as with runc and crun.
+    if let Some(env) = h.env().as_deref().or(default_env) {
         cmd.env_clear();
         for kv in env {
             if let Some((k, v)) = kv.split_once('=') {
