@@ -438,3 +438,32 @@ fn console_peer_comes_from_tiocgptpeer_not_a_path() {
     drop(c);
     env.finish();
 }
+
+/// procfs and sysfs are mounted only on real directories: a rootfs whose /proc or /sys is a
+/// symlink (to a directory of its own, or to its own host path) is refused with runc's error,
+/// instead of getting procfs somewhere maskedPaths do not cover. youki's prohibit_symlink
+/// tests check this against runc.
+#[test]
+fn proc_and_sys_must_be_ordinary_directories() {
+    let env = TestEnv::new();
+    for (dir, target) in [("proc", None), ("sys", Some("tmp"))] {
+        let b = env.bundle();
+        let rootfs = b.rootfs();
+        let link = rootfs.join(dir);
+        let _ = std::fs::remove_dir(&link);
+        let _ = std::fs::remove_file(&link);
+        match target {
+            Some(t) => std::os::unix::fs::symlink(t, &link).unwrap(),
+            // Its own absolute host path: inside the root that is a dangling link.
+            None => std::os::unix::fs::symlink(&link, &link).unwrap(),
+        }
+        let id = env.new_id();
+        let out = env.create_raw(&b, &id, &[]);
+        let fstype = if dir == "proc" { "proc" } else { "sysfs" };
+        out.fails_with(&format!(
+            "to rootfs at \"/{dir}\": filesystem \"{fstype}\" must be mounted on ordinary directory"
+        ));
+        env.run(&["state", &id]).fails_with("does not exist");
+    }
+    env.finish();
+}

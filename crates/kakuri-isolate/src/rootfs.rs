@@ -254,6 +254,9 @@ fn do_mount(
         return mount_cgroups(root, m, plan);
     }
     let bind = o.is_bind();
+    if m.fstype == "proc" || m.fstype == "sysfs" {
+        check_ordinary_directory(root, m)?;
+    }
     let source_is_dir = match tree {
         Some(t) => nix::sys::stat::fstat(t.as_raw_fd())
             .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
@@ -317,6 +320,29 @@ fn do_mount(
         finish_mount(&mounted, m)?;
     }
     Ok(())
+}
+
+/// procfs and sysfs go only on a directory, never through a symlink (the final component is
+/// not followed) or onto a file: a rootfs whose /proc is a link elsewhere would otherwise get
+/// procfs where maskedPaths and readonlyPaths do not look. runc refuses the same way, with
+/// this wording.
+fn check_ordinary_directory(root: BorrowedFd, m: &MountPlan) -> R<()> {
+    let fd = match open_in(root, &m.destination, libc::O_PATH | libc::O_NOFOLLOW) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        Err(e) => return Err(mount_err(m, &e)),
+    };
+    let st = nix::sys::stat::fstat(fd.as_raw_fd())
+        .map_err(|e| mount_err(m, &std::io::Error::from(e)))?;
+    if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        return Ok(());
+    }
+    Err(format!(
+        "error mounting {:?} to rootfs at {:?}: filesystem {:?} must be mounted on ordinary directory",
+        m.source.as_deref().unwrap_or(Path::new(&m.fstype)),
+        m.destination,
+        m.fstype
+    ))
 }
 
 /// Propagation and recursive attributes, which apply to a mount once it exists.
