@@ -155,6 +155,55 @@ fn unknown_capabilities_are_ignored_with_a_warning() {
     env.finish();
 }
 
+/// runtime-spec 1.3: capabilities the runtime cannot grant (outside its own bounding set, as in
+/// a restricted environment) are dropped with a warning instead of failing the container. kakuri
+/// runs here with CAP_SYS_NICE taken out of its bounding set (setpriv) and is asked for it, by
+/// the config and by `exec --cap`.
+#[test]
+fn capabilities_outside_the_runtimes_bounding_set_are_dropped_with_a_warning() {
+    let env = TestEnv::new();
+    let mut b = env.bundle();
+    for kind in ["bounding", "permitted", "effective"] {
+        b.set_caps(kind, &["CAP_KILL", "CAP_SYS_NICE"]);
+    }
+    b.set_caps("inheritable", &[]);
+    b.set_caps("ambient", &[]);
+    b.set_sh("grep ^Cap /proc/self/status; exec sleep 600");
+    b.write();
+    let restricted = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.args(["--bounding-set", "-sys_nice"])
+            .arg(env.rt().bin())
+            .arg("--root")
+            .arg(env.rt().root())
+            .args(args)
+            .env(ENV_MARKER, env.id())
+            .stdin(std::process::Stdio::null());
+        env.rt().spawn_in(cmd, b.dir()).wait(CMD_TIMEOUT)
+    };
+    let warning =
+        "ignoring capabilities the runtime cannot grant (not in its bounding set): [CAP_SYS_NICE]";
+    let id = env.new_id();
+    let out = restricted(&["create", "--bundle", b.dir().to_str().unwrap(), &id]);
+    out.ok();
+    assert!(out.stderr_has(warning), "{out}");
+    let c = env.container(&id, &out);
+    c.start();
+    let text = c.wait_stdout("CapAmb");
+    let [_, prm, eff, bnd, _] = cap_lines(&text);
+    let kill = cap_mask(&["CAP_KILL"]);
+    assert_eq!(
+        (prm.as_str(), eff.as_str(), bnd.as_str()),
+        (kill.as_str(), kill.as_str(), kill.as_str()),
+        "{text}"
+    );
+    let ex = restricted(&["exec", "--cap", "CAP_SYS_NICE", &id, "true"]);
+    ex.ok();
+    assert!(ex.stderr_has(warning), "{ex}");
+    drop(c);
+    env.finish();
+}
+
 #[test]
 fn rlimits_soft_and_hard() {
     let env = TestEnv::new();

@@ -289,7 +289,7 @@ impl Runtime {
             .process()
             .as_ref()
             .ok_or_else(|| Error::msg("process: a container needs a process to run"))?;
-        let proc_plan = ProcessPlan::from_spec(process).map_err(Error::msg)?;
+        let mut proc_plan = ProcessPlan::from_spec(process).map_err(Error::msg)?;
         kakuri_isolate::lsm::check_available(
             proc_plan.apparmor_profile.as_deref(),
             proc_plan.selinux_label.as_deref(),
@@ -362,6 +362,11 @@ impl Runtime {
                         in_new_userns = true;
                     }
                 }
+            }
+        }
+        if !in_new_userns {
+            if let Some(c) = proc_plan.caps.as_mut() {
+                c.drop_ungrantable();
             }
         }
         joins.sort_by_key(|j| j.0);

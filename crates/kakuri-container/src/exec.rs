@@ -236,7 +236,12 @@ impl Runtime {
             Some(dir)
         };
         let spec = exec_process(o, st.process.as_ref())?;
-        let plan_proc = ProcessPlan::from_spec(&spec).map_err(Error::msg)?;
+        let mut plan_proc = ProcessPlan::from_spec(&spec).map_err(Error::msg)?;
+        if !st.namespaces.iter().any(|n| n == "user") {
+            if let Some(c) = plan_proc.caps.as_mut() {
+                c.drop_ungrantable();
+            }
+        }
         kakuri_isolate::lsm::check_available(
             plan_proc.apparmor_profile.as_deref(),
             plan_proc.selinux_label.as_deref(),

@@ -21,6 +21,54 @@ pub struct CapSets {
     pub ambient: u64,
 }
 
+impl CapSets {
+    /// runtime-spec 1.3: runtimes "SHOULD NOT fail if the container configuration requests
+    /// capabilities that cannot be granted, for example, if the runtime operates in a
+    /// restricted environment", and such a value "MUST be logged as a warning". A process that
+    /// stays in the runtime's user namespace can hold only capabilities in the runtime's own
+    /// bounding set: drop the others from every set, with a warning naming them. (In a new or
+    /// joined user namespace every capability of that namespace can be granted.)
+    pub fn drop_ungrantable(&mut self) {
+        let mut available = 0u64;
+        for i in 0..64u64 {
+            match sys::prctl(libc::PR_CAPBSET_READ, i as libc::c_ulong) {
+                Ok(1) => available |= 1 << i,
+                Ok(_) => {}
+                // EINVAL: past the last capability the kernel knows.
+                Err(_) => break,
+            }
+        }
+        let asked =
+            self.bounding | self.effective | self.permitted | self.inheritable | self.ambient;
+        let missing = asked & !available;
+        if missing == 0 {
+            return;
+        }
+        let names: Vec<String> = (0..64u8)
+            .filter(|i| missing & (1u64 << i) != 0)
+            .map(|i| {
+                caps::all()
+                    .into_iter()
+                    .find(|c| c.index() == i)
+                    .map_or_else(|| format!("capability {i}"), |c| c.to_string())
+            })
+            .collect();
+        log::warn!(
+            "ignoring capabilities the runtime cannot grant (not in its bounding set): [{}]",
+            names.join(" ")
+        );
+        for set in [
+            &mut self.bounding,
+            &mut self.effective,
+            &mut self.permitted,
+            &mut self.inheritable,
+            &mut self.ambient,
+        ] {
+            *set &= available;
+        }
+    }
+}
+
 /// One `setrlimit` to make.
 #[derive(Debug, Clone, Copy)]
 pub struct Rlimit {
