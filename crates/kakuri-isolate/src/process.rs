@@ -29,18 +29,16 @@ impl CapSets {
     /// bounding set: drop the others from every set, with a warning naming them. (In a new or
     /// joined user namespace every capability of that namespace can be granted.)
     pub fn drop_ungrantable(&mut self) {
-        let mut available = 0u64;
-        for i in 0..64u64 {
-            match sys::prctl(libc::PR_CAPBSET_READ, i as libc::c_ulong) {
-                Ok(1) => available |= 1 << i,
-                Ok(_) => {}
-                // EINVAL: past the last capability the kernel knows.
-                Err(_) => break,
-            }
-        }
         let asked =
             self.bounding | self.effective | self.permitted | self.inheritable | self.ambient;
-        let missing = asked & !available;
+        // Only the capabilities asked for are looked up (one prctl each, on the start path).
+        let mut missing = 0u64;
+        for i in (0..64u64).filter(|i| asked & (1 << i) != 0) {
+            // 0: not in the bounding set; EINVAL: a capability this kernel does not know.
+            if !matches!(sys::prctl(libc::PR_CAPBSET_READ, i as libc::c_ulong), Ok(1)) {
+                missing |= 1 << i;
+            }
+        }
         if missing == 0 {
             return;
         }
@@ -64,7 +62,7 @@ impl CapSets {
             &mut self.inheritable,
             &mut self.ambient,
         ] {
-            *set &= available;
+            *set &= !missing;
         }
     }
 }
