@@ -17,8 +17,6 @@
 //! mount is detached. A user's own mount on the rootfs (an overlay from containerd, say) is
 //! never touched.
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use kakuri_spec::os_error;
@@ -27,8 +25,7 @@ use crate::sys;
 
 /// The id of the mount `path` resolves to (`statx(STATX_MNT_ID)`, as in /proc/self/mountinfo).
 pub fn mount_id(path: &Path) -> std::io::Result<u64> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let c = sys::cstr(path)?;
     // SAFETY: statx is plain data; all-zero is a valid value.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: a NUL-terminated path and a valid out pointer for the duration of the call.

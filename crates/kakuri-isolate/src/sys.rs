@@ -17,7 +17,7 @@ fn cvt(r: libc::c_long) -> io::Result<libc::c_long> {
     }
 }
 
-fn cstr(p: &Path) -> io::Result<CString> {
+pub(crate) fn cstr(p: &Path) -> io::Result<CString> {
     CString::new(p.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
 }
@@ -67,11 +67,21 @@ pub fn pivot_root(new_root: &Path, put_old: &Path) -> io::Result<()> {
 /// `openat2(2)` resolving `path` as if `dir` were the root (`RESOLVE_IN_ROOT`), never following
 /// magic links: a symlink inside a container's rootfs cannot lead out of it.
 pub fn openat_in_root(dir: BorrowedFd, path: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {
+    openat2(
+        dir,
+        path,
+        flags,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    )
+}
+
+/// `openat2(2)` of `path` under `dir` with `flags` (plus O_CLOEXEC) and the `resolve` flags.
+fn openat2(dir: BorrowedFd, path: &Path, flags: libc::c_int, resolve: u64) -> io::Result<OwnedFd> {
     let p = cstr(path)?;
     // SAFETY: open_how is plain data; all-zero is a valid value.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    how.resolve = resolve;
     // SAFETY: `how` is a properly initialised open_how of the size we pass; `p` is NUL-terminated.
     let fd = cvt(unsafe {
         libc::syscall(
@@ -467,24 +477,13 @@ pub fn fs_magic(fd: BorrowedFd) -> io::Result<i64> {
 /// `openat2(2)` of `path` strictly beneath `dir`: no symlinks, no magic links, no mount
 /// crossings, no `..` escape.
 pub fn openat_beneath(dir: BorrowedFd, path: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {
-    let p = cstr(path)?;
-    // SAFETY: open_how is plain data; all-zero is a valid value.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_BENEATH
-        | libc::RESOLVE_NO_MAGICLINKS
-        | libc::RESOLVE_NO_SYMLINKS
-        | libc::RESOLVE_NO_XDEV;
-    // SAFETY: `how` is a properly initialised open_how of the size we pass; `p` is NUL-terminated.
-    let fd = cvt(unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir.as_raw_fd(),
-            p.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    })?;
-    // SAFETY: openat2 returned a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    openat2(
+        dir,
+        path,
+        flags,
+        libc::RESOLVE_BENEATH
+            | libc::RESOLVE_NO_MAGICLINKS
+            | libc::RESOLVE_NO_SYMLINKS
+            | libc::RESOLVE_NO_XDEV,
+    )
 }

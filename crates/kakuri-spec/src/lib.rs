@@ -121,13 +121,16 @@ pub fn from_json_dropping_unknown_caps<T: serde::de::DeserializeOwned>(
     caps: &str,
 ) -> Result<T, JsonError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let prefix = format!("{}.", caps.trim_start_matches('/').replace('/', "."));
+    let in_caps = |e: &serde_path_to_error::Error<serde_json::Error>| {
+        let prefix = format!("{}.", caps.trim_start_matches('/').replace('/', "."));
+        e.path().to_string().starts_with(&prefix)
+    };
     match serde_path_to_error::deserialize(&mut de) {
         Ok(v) => {
             de.end().map_err(JsonError::whole)?;
             Ok(v)
         }
-        Err(e) if e.path().to_string().starts_with(&prefix) => {
+        Err(e) if in_caps(&e) => {
             let mut value: serde_json::Value =
                 serde_json::from_slice(bytes).map_err(JsonError::whole)?;
             let dropped = drop_unknown_caps(value.pointer_mut(caps));
