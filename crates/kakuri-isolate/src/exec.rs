@@ -232,6 +232,10 @@ fn exec_main(
         // SAFETY: fresh descriptor from open.
         let master: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(master) };
         sys::unlockpt(master.as_fd()).map_err(|e| format!("unlockpt: {}", os_error(&e)))?;
+        if let Some((rows, cols)) = proc.console_size {
+            sys::set_winsize(master.as_fd(), rows, cols)
+                .map_err(|e| format!("set the console size: {}", os_error(&e)))?;
+        }
         let slave = sys::pty_peer(
             master.as_fd(),
             libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,

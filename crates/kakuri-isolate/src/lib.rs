@@ -608,6 +608,7 @@ fn finish_process(
     if !proc.no_new_privileges {
         load_seccomp(steps, ch)?;
     }
+    proc.give_stdio_to_user(slave.as_ref().map(|s| s.as_fd()))?;
     proc.apply_credentials(setgroups_ok)?;
     nix::unistd::chdir(&proc.cwd).map_err(|e| {
         format!(

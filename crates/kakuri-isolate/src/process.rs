@@ -3,6 +3,7 @@
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -89,6 +90,8 @@ pub struct ProcessPlan {
     pub rlimits: Vec<Rlimit>,
     pub no_new_privileges: bool,
     pub terminal: bool,
+    /// `process.consoleSize` as (rows, columns), when both are non-zero (as runc).
+    pub console_size: Option<(u16, u16)>,
     pub oom_score_adj: Option<i32>,
     /// `process.scheduler`, for `sched_setattr(2)`.
     pub scheduler: Option<sys::SchedAttr>,
@@ -241,6 +244,18 @@ fn rlimit_resource(t: oci::PosixRlimitType) -> libc::__rlimit_resource_t {
     }
 }
 
+/// `process.consoleSize`: (rows, columns) when both are non-zero, as runc applies it.
+fn console_size(p: &oci::Process) -> Result<Option<(u16, u16)>, String> {
+    let Some(b) = p.console_size() else {
+        return Ok(None);
+    };
+    let dim = |v: u64, f: &str| {
+        u16::try_from(v).map_err(|_| format!("process.consoleSize.{f}: {v} is larger than 65535"))
+    };
+    let (rows, cols) = (dim(b.height(), "height")?, dim(b.width(), "width")?);
+    Ok((rows != 0 && cols != 0).then_some((rows, cols)))
+}
+
 impl ProcessPlan {
     /// Build the plan from a spec `process`; errors name the field.
     pub fn from_spec(p: &oci::Process) -> Result<ProcessPlan, String> {
@@ -293,6 +308,7 @@ impl ProcessPlan {
             rlimits,
             no_new_privileges: p.no_new_privileges().unwrap_or(false),
             terminal: p.terminal().unwrap_or(false),
+            console_size: console_size(p)?,
             oom_score_adj: p.oom_score_adj(),
             scheduler,
             io_priority,
@@ -421,6 +437,43 @@ impl ProcessPlan {
                 }
             }
             sys::prctl(libc::PR_SET_KEEPCAPS, 0).map_err(|e| format!("clear keep caps: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Give the process's user the terminal or the stdio it will use, as runc does before it
+    /// changes user: the owner becomes `uid` (the group is left as it is: devpts may impose
+    /// one), unless the descriptor already belongs to `uid` or is the container's /dev/null.
+    /// EINVAL, EPERM and EROFS (an id not mapped in the user namespace, an owner we may not
+    /// change, a read-only /dev) leave the descriptor untouched.
+    pub fn give_stdio_to_user(&self, console: Option<BorrowedFd>) -> Result<(), String> {
+        let null_rdev = nix::sys::stat::stat("/dev/null")
+            .map_err(|e| format!("stat /dev/null: {e}"))?
+            .st_rdev;
+        let fds: Vec<RawFd> = match console {
+            Some(c) => vec![c.as_raw_fd()],
+            None => vec![0, 1, 2],
+        };
+        for fd in fds {
+            let st = match nix::sys::stat::fstat(fd) {
+                Ok(st) => st,
+                // A closed stdio descriptor: nothing to give.
+                Err(nix::errno::Errno::EBADF) => continue,
+                Err(e) => return Err(format!("fstat stdio fd {fd}: {e}")),
+            };
+            if st.st_uid == self.uid || st.st_rdev == null_rdev {
+                continue;
+            }
+            // SAFETY: fchown on a descriptor number with plain integer ids; the group is left
+            // unchanged (-1).
+            let r = unsafe { libc::fchown(fd, self.uid, u32::MAX) };
+            if r != 0 {
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EINVAL | libc::EPERM | libc::EROFS) => continue,
+                    _ => return Err(format!("chown stdio fd {fd} to uid {}: {e}", self.uid)),
+                }
+            }
         }
         Ok(())
     }

@@ -522,7 +522,7 @@ fn create_devices(root: BorrowedFd, plan: &InitPlan) -> R<()> {
 
 /// The pty of a container with `process.terminal`: made in the container's own devpts, with the
 /// slave bound onto /dev/console. Returns (master, slave).
-fn setup_console(root: BorrowedFd) -> R<(OwnedFd, OwnedFd)> {
+fn setup_console(root: BorrowedFd, size: Option<(u16, u16)>) -> R<(OwnedFd, OwnedFd)> {
     let master = open_in(
         root,
         Path::new("/dev/pts/ptmx"),
@@ -530,6 +530,10 @@ fn setup_console(root: BorrowedFd) -> R<(OwnedFd, OwnedFd)> {
     )
     .map_err(|e| format!("open the container's /dev/pts/ptmx: {}", os_error(&e)))?;
     sys::unlockpt(master.as_fd()).map_err(|e| format!("unlockpt: {}", os_error(&e)))?;
+    if let Some((rows, cols)) = size {
+        sys::set_winsize(master.as_fd(), rows, cols)
+            .map_err(|e| format!("set the console size: {}", os_error(&e)))?;
+    }
     let slave = sys::pty_peer(
         master.as_fd(),
         libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
@@ -642,7 +646,7 @@ pub(crate) fn prepare(
     }
     create_devices(root.as_fd(), plan)?;
     let console = if plan.process.terminal {
-        Some(setup_console(root.as_fd())?)
+        Some(setup_console(root.as_fd(), plan.process.console_size)?)
     } else {
         None
     };
