@@ -582,6 +582,7 @@ mod tests {
             rlimits: vec![],
             no_new_privileges: false,
             terminal: false,
+            console_size: None,
             oom_score_adj: None,
             scheduler: None,
             io_priority: None,
