@@ -14,8 +14,9 @@ use kakuri_isolate::{
 use kakuri_spec::oci::{self, LinuxNamespaceType};
 use kakuri_spec::os_error;
 
+use crate::hooks::{self, HookContext};
 use crate::state::{self, ContainerDir, State};
-use crate::{hooks, Error, HookState, Runtime};
+use crate::{Error, HookState, Runtime};
 
 /// Options of `create` (and `run`).
 #[derive(Debug, Clone, Default)]
@@ -189,11 +190,16 @@ impl ParentSteps for Parent<'_> {
         // is "created") before the prestart, createRuntime and createContainer hooks (steps
         // 3-5). runc passes "creating"; runtime-tools' hooks_stdin checks for "created".
         let json = HookState::of(self.state, "created", Some(pid)).json();
+        // runc runs these in the bundle directory (it changes into it for create and run).
+        let ctx = HookContext {
+            default_env: None,
+            cwd: Some(&self.state.bundle),
+        };
         if let Some(p) = h.prestart() {
-            hooks::run("prestart", p, &json)?;
+            hooks::run("prestart", p, &json, ctx)?;
         }
         if let Some(c) = h.create_runtime() {
-            hooks::run("createRuntime", c, &json)?;
+            hooks::run("createRuntime", c, &json, ctx)?;
         }
         Ok(())
     }
@@ -233,7 +239,12 @@ impl InitSteps for Init<'_> {
             return Ok(());
         };
         let json = HookState::of(self.state, "created", Some(pid)).json();
-        hooks::run_in_container("createContainer", c, &json, self.process_env())
+        // As runc: in the rootfs directory (the init's cwd there), before pivot_root.
+        let ctx = HookContext {
+            default_env: Some(self.process_env()),
+            cwd: Some(&self.state.rootfs),
+        };
+        hooks::run("createContainer", c, &json, ctx)
     }
 
     fn start_container(&self) -> Result<(), String> {
@@ -242,7 +253,12 @@ impl InitSteps for Init<'_> {
         };
         // The user process has not started yet: the state is still "created".
         let json = HookState::of(self.state, "created", Some(self.host_pid.get())).json();
-        hooks::run_in_container("startContainer", c, &json, self.process_env())
+        // In the process's cwd, where the init already is.
+        let ctx = HookContext {
+            default_env: Some(self.process_env()),
+            cwd: None,
+        };
+        hooks::run("startContainer", c, &json, ctx)
     }
 
     fn load_seccomp(&self) -> Result<Option<OwnedFd>, String> {

@@ -414,7 +414,12 @@ fn start_created(dir: &Path, st: &State) -> Result<(), Error> {
     std::fs::remove_file(&fifo).map_err(|e| Error::io(format!("remove {}", fifo.display()), e))?;
     if let Some(h) = poststart {
         let json = HookState::of(st, "running", Some(st.pid)).json();
-        hooks::run_warn("poststart", h, &json);
+        // In the bundle directory, where runc runs it.
+        let ctx = hooks::HookContext {
+            default_env: None,
+            cwd: Some(&st.bundle),
+        };
+        hooks::run_warn("poststart", h, &json, ctx);
     }
     Ok(())
 }
@@ -495,7 +500,7 @@ fn destroy(dir: ContainerDir, st: &State) -> Result<(), Error> {
     dir.remove()?;
     if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststop().as_ref()) {
         let json = HookState::of(st, "stopped", None).json();
-        hooks::run_warn("poststop", h, &json);
+        hooks::run_warn("poststop", h, &json, hooks::HookContext::default());
     }
     Ok(())
 }

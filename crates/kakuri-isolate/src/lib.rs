@@ -605,6 +605,10 @@ fn finish_process(
     )?;
     // Before any seccomp filter: the config's profile may not allow close_range(2).
     sys::cloexec_from(3 + preserve_fds).map_err(|e| format!("close_range: {e}"))?;
+    // The program starts with every signal at its default action and none blocked, as with
+    // runc: nothing of what the runtime (Rust ignores SIGPIPE) or its caller ignored or blocked.
+    // Before any filter too: it takes one rt_sigaction per signal.
+    sys::reset_signals().map_err(|e| format!("reset signal dispositions: {e}"))?;
     if !proc.no_new_privileges {
         load_seccomp(steps, ch)?;
     }
