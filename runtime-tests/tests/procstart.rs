@@ -157,3 +157,74 @@ fn pipelines_end_when_the_reader_is_done() {
     assert_eq!(lines, ["10485760", "y"], "{out}");
     env.finish();
 }
+
+/// `pid pgrp session` of the shell running this, from /proc/$$/stat.
+const IDS: &str = "cut -d' ' -f1,5,6 /proc/$$/stat";
+
+/// As runc: the init and an exec'd process (with or without a tty) each lead a session and
+/// process group of their own, so signals to the caller's process group miss the container.
+#[test]
+fn init_and_exec_lead_their_own_session() {
+    let env = TestEnv::new();
+    let mut b = env.bundle();
+    b.set_sh(&format!("{IDS}; exec sleep 1000"));
+    b.write();
+    let id = env.new_id();
+    let mut create = env.rt().cmd(&["create", "--bundle"]);
+    create.arg(b.dir()).arg(&id);
+    // `create` leads a process group of its own, as a shell job would.
+    create.process_group(0);
+    let spawned = env.rt().spawn_in(create, b.dir());
+    let create_pgid = spawned.pid() as i32;
+    let out = spawned.wait(CMD_TIMEOUT);
+    out.ok();
+    let c = env.container(&id, &out);
+    c.start();
+    assert_eq!(
+        c.wait_stdout("\n").trim(),
+        "1 1 1",
+        "init: pid pgrp session"
+    );
+    let exec = env.run(&["exec", c.id(), "sh", "-c", IDS]);
+    exec.ok();
+    let ids: Vec<&str> = exec.stdout.split_whitespace().collect();
+    assert_eq!(ids.len(), 3, "{exec}");
+    assert!(
+        ids[0] == ids[1] && ids[1] == ids[2],
+        "exec: pid pgrp session {ids:?}"
+    );
+    let sock = ConsoleSocket::bind(&env.dir().join("console.sock"));
+    let sock_path = sock.path().to_string_lossy().into_owned();
+    let script = format!("{IDS}; echo ids-done; sleep 5");
+    env.run(&[
+        "exec",
+        "-t",
+        "-d",
+        "--console-socket",
+        &sock_path,
+        c.id(),
+        "sh",
+        "-c",
+        &script,
+    ])
+    .ok();
+    let (master, _) = sock.receive_master(WAIT_TIMEOUT);
+    let text = read_pty_until(&master, "ids-done", WAIT_TIMEOUT);
+    let line = text.lines().find(|l| l.split_whitespace().count() == 3);
+    let ids: Vec<&str> = line.unwrap_or_default().split_whitespace().collect();
+    assert!(
+        ids.len() == 3 && ids[0] == ids[1] && ids[1] == ids[2],
+        "exec -t: pid pgrp session in {text:?}"
+    );
+    // SIGKILL to the process group `create` led (SIGKILL is never ignored, not even by a pid
+    // namespace's init): nothing of the container may be in it.
+    // SAFETY: kill(2) with a negative pid (a process group) and a valid signal.
+    let r = unsafe { libc::kill(-create_pgid, libc::SIGKILL) };
+    assert!(
+        r != 0,
+        "the container's init was still in its caller's process group {create_pgid}"
+    );
+    assert_eq!(c.status(), "running");
+    drop(c);
+    env.finish();
+}

@@ -621,8 +621,11 @@ fn finish_process(
         )
     })?;
     check_cwd_inside_root(&proc.cwd)?;
+    // Every container process leads a session (and process group) of its own, as with runc
+    // (its nsexec calls setsid for the init and for exec'd processes): signals to the caller's
+    // process group or session do not reach the container.
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
     if let Some(s) = slave {
-        nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
         for fd in 0..3 {
             nix::unistd::dup2(s.as_raw_fd(), fd).map_err(|e| format!("dup2 console: {e}"))?;
         }
