@@ -4,6 +4,7 @@
 use kakuri_runtime_tests::*;
 use std::fs;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 
 /// Prints the signal mask and ignored set of the process that runs it.
 const SIGS: &str = "grep -E '^Sig(Blk|Ign)' /proc/self/status";
@@ -226,5 +227,217 @@ fn init_and_exec_lead_their_own_session() {
     );
     assert_eq!(c.status(), "running");
     drop(c);
+    env.finish();
+}
+
+/// A bundle whose startContainer hook sleeps a second and then leaves a mark in `/hookout`
+/// (bound from the returned host dir).
+fn slow_start_hook(env: &TestEnv, b: &mut Bundle) -> std::path::PathBuf {
+    let out = env.dir().join("hookout");
+    fs::create_dir_all(&out).unwrap();
+    b.add_bind(&out, "/hookout", false, false);
+    b.add_hook(
+        "startContainer",
+        "/bin/sh",
+        &["sh", "-c", "sleep 1; echo done > /hookout/startContainer"],
+        &[],
+        Some(10),
+    );
+    out
+}
+
+/// The program's file as the host sees it through /proc.
+fn exe_of(pid: i32) -> String {
+    fs::read_link(format!("/proc/{pid}/exe"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// `start` returns only once the init has run its startContainer hooks and exec'd the program
+/// (runc 1.1): a `kill` right after it reaches the program, never kakuri's init, and the
+/// poststart hooks see the program.
+#[test]
+fn start_returns_once_the_program_runs() {
+    let env = TestEnv::new();
+    let mut b = env.bundle();
+    let out = slow_start_hook(&env, &mut b);
+    b.set_args(&["sleep", "1000"]);
+    let c = env.create(&b);
+    c.start();
+    assert!(
+        out.join("startContainer").exists(),
+        "start returned before the startContainer hook was done"
+    );
+    let exe = exe_of(c.pid());
+    assert!(
+        exe.ends_with("busybox"),
+        "after start the init runs {exe:?}"
+    );
+    assert_eq!(c.status(), "running");
+    c.kill("KILL").ok();
+    c.wait_status("stopped");
+    drop(c);
+    // poststart hooks: the program behind the state's pid.
+    let mut b = env.bundle();
+    let out = slow_start_hook(&env, &mut b);
+    let poststart = format!(
+        "pid=$(sed 's/.*\"pid\":\\([0-9]*\\).*/\\1/'); readlink /proc/$pid/exe > {}/poststart",
+        out.display()
+    );
+    b.add_hook(
+        "poststart",
+        "/bin/sh",
+        &["sh", "-c", &poststart],
+        &[],
+        Some(10),
+    );
+    b.set_args(&["sleep", "1000"]);
+    let c = env.create(&b);
+    c.start();
+    let seen = fs::read_to_string(out.join("poststart")).unwrap_or_default();
+    assert!(seen.trim().ends_with("busybox"), "poststart saw {seen:?}");
+    drop(c);
+    env.finish();
+}
+
+/// The last lines of a `--log` file, unescaped.
+fn log_text(path: &Path) -> String {
+    unescape_log(&fs::read_to_string(path).unwrap_or_default())
+}
+
+/// A failing startContainer hook or execve fails `start` (exit 1, the error on stderr and in
+/// `--log`, text and json), not only the init's stderr; the container is then stopped (runc
+/// 1.1 exits 0 here and reports the error only on the container's stderr).
+#[test]
+fn start_fails_when_the_program_cannot_start() {
+    let env = TestEnv::new();
+    for format in ["text", "json"] {
+        let mut b = env.bundle();
+        b.add_hook(
+            "startContainer",
+            "/bin/sh",
+            &["sh", "-c", "exit 3"],
+            &[],
+            None,
+        );
+        b.set_args(&["sleep", "1000"]);
+        let c = env.create(&b);
+        let log = env.dir().join(format!("start-{format}.log"));
+        let l = log.to_string_lossy().into_owned();
+        let out = env.run(&["--log", &l, "--log-format", format, "start", c.id()]);
+        out.fails_with("error running startContainer hook #0");
+        out.code_is(1);
+        assert!(
+            log_text(&log).contains("error running startContainer hook #0"),
+            "{format} log: {}",
+            log_text(&log)
+        );
+        c.wait_status("stopped");
+    }
+    // execve fails: the program disappears between create and start.
+    let mut b = env.bundle();
+    fs::copy("/bin/busybox", b.rootfs().join("prog")).unwrap();
+    b.set_args(&["/prog", "sleep", "1000"]);
+    let c = env.create(&b);
+    fs::remove_file(b.rootfs().join("prog")).unwrap();
+    let out = c.cmd("start", &[]);
+    out.code_is(1);
+    assert!(
+        out.stderr_has("exec \\\"/prog\\\"") || out.stderr_has("exec \"/prog\""),
+        "{out}"
+    );
+    assert!(out.stderr_has("no such file or directory"), "{out}");
+    c.wait_status("stopped");
+    drop(c);
+    env.finish();
+}
+
+/// runtime-spec 1.3 (and runc 1.2+): a failing poststart hook is an error of `start`, and the
+/// container is stopped; the hooks after it do not run.
+#[test]
+fn failing_poststart_hook_fails_start_and_stops_the_container() {
+    let env = TestEnv::new();
+    let mut b = env.bundle();
+    let out = env.dir().join("hookout");
+    fs::create_dir_all(&out).unwrap();
+    b.add_hook("poststart", "/bin/sh", &["sh", "-c", "exit 2"], &[], None);
+    let after = format!("touch {}/second", out.display());
+    b.add_hook("poststart", "/bin/sh", &["sh", "-c", &after], &[], None);
+    b.set_args(&["sleep", "1000"]);
+    let c = env.create(&b);
+    let r = c.cmd("start", &[]);
+    r.fails_with("error running poststart hook #0");
+    r.code_is(1);
+    c.wait_status("stopped");
+    assert!(
+        !out.join("second").exists(),
+        "the hook after the failed one ran"
+    );
+    drop(c);
+    env.finish();
+}
+
+/// A profile that lets everything through but kills the given syscalls, and prctl with the
+/// options kakuri itself uses (busybox calls prctl(PR_GET_NAME), so prctl as a whole cannot go).
+fn killing(names: &[&str]) -> serde_json::Value {
+    let mut rules = vec![serde_json::json!({ "names": names, "action": "SCMP_ACT_KILL_PROCESS" })];
+    for option in [
+        libc::PR_SET_PDEATHSIG,
+        libc::PR_SET_DUMPABLE,
+        libc::PR_SET_KEEPCAPS,
+        libc::PR_CAPBSET_DROP,
+        libc::PR_CAP_AMBIENT,
+        libc::PR_SET_NO_NEW_PRIVS,
+        libc::PR_CAPBSET_READ,
+    ] {
+        rules.push(serde_json::json!({
+            "names": ["prctl"],
+            "action": "SCMP_ACT_KILL_PROCESS",
+            "args": [{ "index": 0, "value": option, "op": "SCMP_CMP_EQ" }]
+        }));
+    }
+    serde_json::json!({ "defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules })
+}
+
+/// With noNewPrivileges the filter is the last step before execve (runc's order): a profile
+/// that kills kakuri's prctl calls, close_range, fcntl, the signal syscalls, setsid, getcwd —
+/// things the runtime needs but the program does not — still runs the program, as init and as
+/// exec'd process. setsid among them is the positive control: a program that calls it is
+/// killed. (Before, the init cleared its death signal with prctl after loading the filter.)
+#[test]
+fn seccomp_filter_is_the_last_step() {
+    let env = TestEnv::new();
+    let mut b = env.bundle();
+    let names = [
+        "close_range",
+        "fcntl",
+        "rt_sigaction",
+        "rt_sigprocmask",
+        "setsid",
+        "getcwd",
+        "sendmsg",
+        "capset",
+    ];
+    b.set("/linux/seccomp", killing(&names));
+    b.set("/process/noNewPrivileges", serde_json::json!(true));
+    b.set_args(&["sleep", "1000"]);
+    let c = env.create(&b);
+    c.start();
+    c.wait_status("running");
+    let exec = env.run(&["exec", c.id(), "echo", "exec-ran"]);
+    exec.ok();
+    assert_eq!(exec.stdout.trim(), "exec-ran", "{exec}");
+    // The control: busybox setsid calls setsid(2), which the filter kills (SIGSYS: 128+31).
+    let control = env.run(&["exec", c.id(), "setsid", "true"]);
+    control.code_is(128 + libc::SIGSYS);
+    drop(c);
+    // The same as init of `run`, which prints and exits.
+    let mut b = env.bundle();
+    b.set("/linux/seccomp", killing(&names));
+    b.set("/process/noNewPrivileges", serde_json::json!(true));
+    b.set_args(&["echo", "init-ran"]);
+    let (_id, out) = env.run_container(&b, &[]);
+    out.ok();
+    assert_eq!(out.stdout.trim(), "init-ran", "{out}");
     env.finish();
 }

@@ -261,6 +261,10 @@ impl InitSteps for Init<'_> {
         hooks::run("startContainer", c, &json, ctx)
     }
 
+    fn seccomp_needs_listener(&self) -> bool {
+        self.seccomp.as_ref().is_some_and(|f| f.needs_notify())
+    }
+
     fn load_seccomp(&self) -> Result<Option<OwnedFd>, String> {
         match &self.seccomp {
             Some(f) => f.load().map_err(|e| e.to_string()),
@@ -552,6 +556,19 @@ impl Runtime {
             .write(true)
             .open(&fifo_path)
             .map_err(|e| Error::io(format!("open exec fifo {}", fifo_path.display()), e))?;
+        let status_path = dir_path.join(state::EXEC_STATUS);
+        nix::unistd::mkfifo(
+            &status_path,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| Error::msg(format!("create {}: {e}", status_path.display())))?;
+        // Read-write: the open does not wait for a reader (and the init's writes never fail
+        // for want of one); close-on-exec, so `start` sees end-of-file at the execve.
+        let exec_status = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&status_path)
+            .map_err(|e| Error::io(format!("open {}", status_path.display()), e))?;
 
         let plan = InitPlan {
             id: o.id.clone(),
@@ -610,6 +627,7 @@ impl Runtime {
             console_socket,
             preserve_fds: o.preserve_fds,
             exec_fifo: Some(OwnedFd::from(fifo)),
+            exec_status: Some(OwnedFd::from(exec_status)),
             close_in_child: undo.dir.iter().map(|d| d.lock_fd()).collect(),
         };
         let hooks = st.hooks.clone();
