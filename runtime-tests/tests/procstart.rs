@@ -441,3 +441,132 @@ fn seccomp_filter_is_the_last_step() {
     assert_eq!(out.stdout.trim(), "init-ran", "{out}");
     env.finish();
 }
+
+/// podman's default profile, but refusing what it does not allow with EPERM (not ENOSYS) and
+/// without clone3: clone3 (435) is below syscalls the profile names (faccessat2, 439), so the
+/// ENOSYS stub for unknown syscalls does not cover it and it fails with EPERM, from which glibc's
+/// posix_spawn does not fall back to clone. fork/clone stay allowed.
+fn profile_refusing_clone3() -> serde_json::Value {
+    let mut p = kakuri_runtime_tests::seccomp_profile::podman_seccomp();
+    p["defaultErrnoRet"] = serde_json::json!(libc::EPERM);
+    for call in p["syscalls"].as_array_mut().expect("syscalls") {
+        if let Some(names) = call["names"].as_array_mut() {
+            names.retain(|n| n != "clone3");
+        }
+    }
+    let names = |p: &serde_json::Value| -> Vec<String> {
+        p["syscalls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|c| kakuri_runtime_tests::seccomp_profile::strings(&c["names"]))
+            .map(str::to_string)
+            .collect()
+    };
+    let all = names(&p);
+    assert!(
+        all.iter().any(|n| n == "faccessat2"),
+        "the profile names faccessat2"
+    );
+    assert!(!all.iter().any(|n| n == "clone3"));
+    p
+}
+
+/// startContainer hooks run in the container under its seccomp filter (as runc): they are
+/// started with a plain fork (clone), so a profile that refuses clone3 with EPERM — which made
+/// glibc's posix_spawn fail — still runs them. Both with and without noNewPrivileges (the
+/// filter is loaded at different points).
+#[test]
+fn start_container_hooks_run_under_a_filter_refusing_clone3() {
+    let env = TestEnv::new();
+    for nnp in [true, false] {
+        let mut b = env.bundle();
+        let out = env.dir().join(format!("hookout-{nnp}"));
+        fs::create_dir_all(&out).unwrap();
+        b.add_bind(&out, "/hookout", false, false);
+        b.add_hook(
+            "startContainer",
+            "/bin/sh",
+            &["sh", "-c", "echo ran > /hookout/startContainer"],
+            &[],
+            Some(10),
+        );
+        b.set("/linux/seccomp", profile_refusing_clone3());
+        b.set("/process/noNewPrivileges", serde_json::json!(nnp));
+        b.set_caps(
+            "bounding",
+            &kakuri_runtime_tests::seccomp_profile::PODMAN_CAPS,
+        );
+        b.set_caps(
+            "effective",
+            &kakuri_runtime_tests::seccomp_profile::PODMAN_CAPS,
+        );
+        b.set_caps(
+            "permitted",
+            &kakuri_runtime_tests::seccomp_profile::PODMAN_CAPS,
+        );
+        b.set_args(&["echo", "program-ran"]);
+        let (_id, r) = env.run_container(&b, &[]);
+        r.ok();
+        assert_eq!(r.stdout.trim(), "program-ran", "noNewPrivileges {nnp}: {r}");
+        let seen = fs::read_to_string(out.join("startContainer")).unwrap_or_default();
+        assert_eq!(seen.trim(), "ran", "noNewPrivileges {nnp}");
+    }
+    env.finish();
+}
+
+/// Each hook's working directory, as runc gives it: the bundle for prestart, createRuntime and
+/// poststart (runc changes into the bundle), the rootfs for createContainer (the init's cwd
+/// before pivot_root), process.cwd for startContainer. Checked with runc 1.1.5.
+#[test]
+fn hooks_run_in_runc_s_working_directories() {
+    let env = TestEnv::new();
+    let mut b = env.bundle();
+    let out = env.dir().join("hookout");
+    fs::create_dir_all(&out).unwrap();
+    b.add_bind(&out, "/hookout", false, false);
+    let o = out.to_str().unwrap();
+    for kind in ["prestart", "createRuntime", "createContainer", "poststart"] {
+        b.add_hook(
+            kind,
+            "/bin/sh",
+            &["sh", "-c", &format!("pwd > {o}/{kind}")],
+            &[],
+            None,
+        );
+    }
+    b.add_hook(
+        "startContainer",
+        "/bin/sh",
+        &["sh", "-c", "pwd > /hookout/startContainer"],
+        &[],
+        None,
+    );
+    b.set_cwd("/tmp");
+    b.set_args(&["true"]);
+    // Run from elsewhere: the hooks must not simply inherit the caller's cwd.
+    let id = env.new_id();
+    b.write();
+    let mut cmd = env.rt().cmd(&["run", "--bundle"]);
+    cmd.arg(b.dir()).arg(&id);
+    cmd.current_dir("/");
+    env.rt().output(cmd).ok();
+    let bundle = b.dir().canonicalize().unwrap();
+    let rootfs = b.rootfs().canonicalize().unwrap();
+    let read = |k: &str| {
+        fs::read_to_string(out.join(k))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    for kind in ["prestart", "createRuntime", "poststart"] {
+        assert_eq!(Path::new(&read(kind)), bundle, "{kind}");
+    }
+    assert_eq!(
+        Path::new(&read("createContainer")),
+        rootfs,
+        "createContainer"
+    );
+    assert_eq!(read("startContainer"), "/tmp", "startContainer");
+    env.finish();
+}
