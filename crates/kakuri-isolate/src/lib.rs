@@ -573,10 +573,9 @@ fn init_main(
         Ok(never) => match never {},
         Err(e) => e,
     };
-    if let Some(status) = &plan.exec_status {
+    if let Some(Ok(status)) = plan.exec_status.as_ref().map(OwnedFd::try_clone) {
         use std::io::Write;
-        let _ = std::fs::File::from(status.try_clone().map_err(|e| e.to_string())?)
-            .write_all(err.as_bytes());
+        let _ = std::fs::File::from(status).write_all(err.as_bytes());
     }
     eprintln!("kakuri: container init: {err}");
     sys::exit_now(1);
