@@ -7,6 +7,7 @@
 //! `clone` and may already run under the container's seccomp filter, where glibc's
 //! `posix_spawn` is unsafe or fails (see `spawn_program`).
 
+use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 
@@ -83,10 +84,15 @@ fn run_one(h: &Hook, state_json: &[u8], ctx: HookContext) -> Result<(), String> 
     };
     // A hook with `env` gets exactly that; one without inherits the environment of the process
     // that runs it (`default_env` for the container's init), as with runc and crun.
-    let env: Vec<String> = match h.env().as_deref().or(ctx.default_env) {
-        Some(e) => e.to_vec(),
+    let env: Vec<OsString> = match h.env().as_deref().or(ctx.default_env) {
+        Some(e) => e.iter().map(OsString::from).collect(),
         None => std::env::vars_os()
-            .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+            .map(|(k, v)| {
+                let mut kv = k;
+                kv.push("=");
+                kv.push(v);
+                kv
+            })
             .collect(),
     };
     let fail = |e: std::io::Error| format!("{}: {}", path.display(), os_error(&e));

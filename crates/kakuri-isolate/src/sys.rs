@@ -564,7 +564,7 @@ impl Program {
     pub fn new(
         path: &Path,
         argv: &[String],
-        envp: &[String],
+        envp: &[std::ffi::OsString],
         cwd: Option<&Path>,
     ) -> io::Result<Program> {
         let c = |s: &str| {
@@ -575,7 +575,17 @@ impl Program {
         Ok(Program {
             path: cstr(path)?,
             argv: argv.iter().map(|a| c(a)).collect::<io::Result<_>>()?,
-            envp: envp.iter().map(|a| c(a)).collect::<io::Result<_>>()?,
+            envp: envp
+                .iter()
+                .map(|a| {
+                    CString::new(a.as_bytes()).map_err(|_| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            "environment contains a NUL byte",
+                        )
+                    })
+                })
+                .collect::<io::Result<_>>()?,
             cwd: cwd.map(cstr).transpose()?,
         })
     }
