@@ -14,8 +14,9 @@ use kakuri_isolate::{
 use kakuri_spec::oci::{self, LinuxNamespaceType};
 use kakuri_spec::os_error;
 
+use crate::hooks::{self, HookContext};
 use crate::state::{self, ContainerDir, State};
-use crate::{hooks, Error, HookState, Runtime};
+use crate::{Error, HookState, Runtime};
 
 /// Options of `create` (and `run`).
 #[derive(Debug, Clone, Default)]
@@ -189,11 +190,16 @@ impl ParentSteps for Parent<'_> {
         // is "created") before the prestart, createRuntime and createContainer hooks (steps
         // 3-5). runc passes "creating"; runtime-tools' hooks_stdin checks for "created".
         let json = HookState::of(self.state, "created", Some(pid)).json();
+        // runc runs these in the bundle directory (it changes into it for create and run).
+        let ctx = HookContext {
+            default_env: None,
+            cwd: Some(&self.state.bundle),
+        };
         if let Some(p) = h.prestart() {
-            hooks::run("prestart", p, &json)?;
+            hooks::run("prestart", p, &json, ctx)?;
         }
         if let Some(c) = h.create_runtime() {
-            hooks::run("createRuntime", c, &json)?;
+            hooks::run("createRuntime", c, &json, ctx)?;
         }
         Ok(())
     }
@@ -233,7 +239,12 @@ impl InitSteps for Init<'_> {
             return Ok(());
         };
         let json = HookState::of(self.state, "created", Some(pid)).json();
-        hooks::run_in_container("createContainer", c, &json, self.process_env())
+        // As runc: in the rootfs directory (the init's cwd there), before pivot_root.
+        let ctx = HookContext {
+            default_env: Some(self.process_env()),
+            cwd: Some(&self.state.rootfs),
+        };
+        hooks::run("createContainer", c, &json, ctx)
     }
 
     fn start_container(&self) -> Result<(), String> {
@@ -242,7 +253,16 @@ impl InitSteps for Init<'_> {
         };
         // The user process has not started yet: the state is still "created".
         let json = HookState::of(self.state, "created", Some(self.host_pid.get())).json();
-        hooks::run_in_container("startContainer", c, &json, self.process_env())
+        // In the process's cwd, where the init already is.
+        let ctx = HookContext {
+            default_env: Some(self.process_env()),
+            cwd: None,
+        };
+        hooks::run("startContainer", c, &json, ctx)
+    }
+
+    fn seccomp_needs_listener(&self) -> bool {
+        self.seccomp.as_ref().is_some_and(|f| f.needs_notify())
     }
 
     fn load_seccomp(&self) -> Result<Option<OwnedFd>, String> {
@@ -536,6 +556,19 @@ impl Runtime {
             .write(true)
             .open(&fifo_path)
             .map_err(|e| Error::io(format!("open exec fifo {}", fifo_path.display()), e))?;
+        let status_path = dir_path.join(state::EXEC_STATUS);
+        nix::unistd::mkfifo(
+            &status_path,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| Error::msg(format!("create {}: {e}", status_path.display())))?;
+        // Read-write: the open does not wait for a reader (and the init's writes never fail
+        // for want of one); close-on-exec, so `start` sees end-of-file at the execve.
+        let exec_status = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&status_path)
+            .map_err(|e| Error::io(format!("open {}", status_path.display()), e))?;
 
         let plan = InitPlan {
             id: o.id.clone(),
@@ -594,6 +627,7 @@ impl Runtime {
             console_socket,
             preserve_fds: o.preserve_fds,
             exec_fifo: Some(OwnedFd::from(fifo)),
+            exec_status: Some(OwnedFd::from(exec_status)),
             close_in_child: undo.dir.iter().map(|d| d.lock_fd()).collect(),
         };
         let hooks = st.hooks.clone();

@@ -14,7 +14,7 @@ mod run;
 pub mod state;
 pub mod update;
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -365,9 +365,26 @@ impl Runtime {
     }
 }
 
-/// Release the init of a created container: one byte into its exec fifo.
+/// Release the init of a created container (one byte into its exec fifo) and return once it
+/// has exec'd the program, as runc 1.1 does: a signal sent after `start` then reaches the
+/// program, never kakuri's init, and the poststart hooks run only after the execve. A failed
+/// startContainer hook or execve fails `start` with the init's error (the init then exits and
+/// the container is stopped). A failing poststart hook fails `start` too and stops the
+/// container (runtime-spec 1.3, runc 1.2+).
 fn start_created(dir: &Path, st: &State) -> Result<(), Error> {
     let fifo = dir.join(state::FIFO);
+    let status_path = dir.join(state::EXEC_STATUS);
+    // Opened before the init is released, so that nothing it reports can be missed. Read-only
+    // and non-blocking (the open must not wait for a writer); the reads below block.
+    let report = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&status_path)
+    {
+        Ok(f) => Some(f),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(format!("open {}", status_path.display()), e)),
+    };
     let f = std::fs::OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
@@ -378,43 +395,41 @@ fn start_created(dir: &Path, st: &State) -> Result<(), Error> {
         Err(e) if e.raw_os_error() == Some(libc::ENXIO) => return Err(Error::NotRunning),
         Err(e) => return Err(Error::io(format!("open exec fifo {}", fifo.display()), e)),
     };
-    use std::io::Write;
+    use std::io::{Read, Write};
     f.write_all(b"0")
         .map_err(|e| Error::io("release the container init", e))?;
-    let poststart = st.hooks.as_ref().and_then(|h| h.poststart().as_ref());
-    if poststart.is_some() {
-        // poststart hooks run after the user process has started: the init's end of the
-        // fifo is close-on-exec, so the fifo has no reader left (POLLERR) once it has exec'd
-        // (or died) — after its startContainer hooks.
-        let mut fds = [nix::poll::PollFd::new(
-            f.as_fd(),
-            nix::poll::PollFlags::POLLOUT,
-        )];
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
-            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let r = fds[0].revents().unwrap_or(nix::poll::PollFlags::empty());
-                    if r.intersects(nix::poll::PollFlags::POLLERR | nix::poll::PollFlags::POLLHUP)
-                        || left.is_zero()
-                    {
-                        break;
-                    }
-                    // Writable (the init still holds its end): wait a little and look again.
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        }
-    }
     drop(f);
+    // The init's end of the status fifo is close-on-exec: end-of-file comes at its execve, or
+    // when it exits after writing why it could not get there.
+    let mut why = Vec::new();
+    if let Some(mut r) = report {
+        nix::fcntl::fcntl(
+            r.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+        )
+        .map_err(|e| Error::io(format!("read {}", status_path.display()), e.into()))?;
+        r.read_to_end(&mut why)
+            .map_err(|e| Error::io(format!("read {}", status_path.display()), e))?;
+    }
     std::fs::remove_file(&fifo).map_err(|e| Error::io(format!("remove {}", fifo.display()), e))?;
-    if let Some(h) = poststart {
+    let _ = std::fs::remove_file(&status_path);
+    if !why.is_empty() {
+        return Err(Error::msg(String::from_utf8_lossy(&why).into_owned()));
+    }
+    if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststart().as_ref()) {
         let json = HookState::of(st, "running", Some(st.pid)).json();
-        hooks::run_warn("poststart", h, &json);
+        // In the bundle directory, where runc runs it.
+        let ctx = hooks::HookContext {
+            default_env: None,
+            cwd: Some(&st.bundle),
+        };
+        if let Err(e) = hooks::run("poststart", h, &json, ctx) {
+            // runtime-spec 1.3: "generate an error, stop the container"; runc 1.2+ kills it.
+            if let Err(k) = stop_init(st) {
+                log::warn!("stop {} after its poststart hook failed: {k}", st.id);
+            }
+            return Err(Error::msg(e));
+        }
     }
     Ok(())
 }
@@ -495,7 +510,7 @@ fn destroy(dir: ContainerDir, st: &State) -> Result<(), Error> {
     dir.remove()?;
     if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststop().as_ref()) {
         let json = HookState::of(st, "stopped", None).json();
-        hooks::run_warn("poststop", h, &json);
+        hooks::run_warn("poststop", h, &json, hooks::HookContext::default());
     }
     Ok(())
 }

@@ -83,6 +83,8 @@ pub struct State {
 
 pub const STATE_FILE: &str = "state.json";
 pub const FIFO: &str = "exec.fifo";
+/// Where a started init reports why it could not exec the program (see `start`).
+pub const EXEC_STATUS: &str = "exec.status";
 
 /// Container ids: what runc accepts (letters, digits, `_ + - .`, not `.` or `..`).
 pub fn check_id(id: &str) -> Result<(), Error> {

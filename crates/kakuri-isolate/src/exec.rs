@@ -149,14 +149,19 @@ pub fn spawn_exec(
     let result = (|| {
         parent.placed(pid)?;
         pch.send(&Msg::Go).map_err(|e| format!("sync: {e}"))?;
+        // After Ready the process loads its filter (with noNewPrivileges) and execs: its end
+        // of the channel is close-on-exec, so end-of-file then means it has exec'd (or died
+        // without a word); an error before that still comes as a message.
+        let mut ready = false;
         loop {
             match pch.recv_with_fd().map_err(|e| format!("sync: {e}"))? {
-                Some((Msg::SeccompFd, fd)) => {
+                Some((Msg::SeccompFd, fd)) if !ready => {
                     crate::handle_seccomp_fd(&pch, pid, fd, parent)?;
                 }
-                Some((Msg::Ready, _)) => return Ok(()),
+                Some((Msg::Ready, _)) if !ready => ready = true,
                 Some((Msg::Error(e), _)) => return Err(e),
                 Some((m, _)) => return Err(format!("unexpected message: {m:?}")),
+                None if ready => return Ok(()),
                 None => return Err("the exec'd process exited during setup".into()),
             }
         }
@@ -249,6 +254,10 @@ fn exec_main(
     } else {
         None
     };
-    let exe = crate::finish_process(proc, slave, plan.preserve_fds, true, steps, ch)?;
-    Err(proc.exec(&exe))
+    let fin = crate::finish_process(proc, slave, plan.preserve_fds, true, steps, ch)?;
+    // The runtime waits for the end of the channel (close-on-exec) or an error after Ready.
+    if fin.seccomp_last {
+        steps.load_seccomp()?;
+    }
+    Err(fin.exec.exec())
 }

@@ -142,6 +142,11 @@ pub struct InitPlan {
     pub preserve_fds: u32,
     /// The exec fifo, open read-write: init blocks reading one byte from it until `start`.
     pub exec_fifo: Option<OwnedFd>,
+    /// The exec status fifo, open read-write and close-on-exec: after `start` released it, the
+    /// init writes here why it could not exec the program (a startContainer hook or the execve
+    /// failed). `start` reads it to end-of-file, which comes when the init's descriptor closes:
+    /// at the execve, or when the init exits after reporting.
+    pub exec_status: Option<OwnedFd>,
     /// Descriptors of the runtime that the init must not keep (e.g. the state directory lock,
     /// which would otherwise stay held for the container's whole life).
     pub close_in_child: Vec<std::os::fd::RawFd>,
@@ -156,10 +161,13 @@ pub trait InitSteps {
     fn start_container(&self) -> Result<(), String>;
     /// Load the seccomp filter. Called as late as the kernel allows: without noNewPrivileges the
     /// filter needs CAP_SYS_ADMIN, so it is loaded just before the user and capabilities change;
-    /// with it, after them, just before the init reports ready (the parent is still there to
-    /// hear of an error). Returns the notify listener when the filter has SCMP_ACT_NOTIFY
-    /// rules; it is handed to the parent over the sync channel.
+    /// with it, as the last step before execve (for the init: after `start` released it and
+    /// before the startContainer hooks, which run under the filter as with runc). A filter with
+    /// SCMP_ACT_NOTIFY rules is loaded before the process reports ready instead: its listener
+    /// is returned and handed to the parent over the sync channel.
     fn load_seccomp(&self) -> Result<Option<OwnedFd>, String>;
+    /// Whether the filter has SCMP_ACT_NOTIFY rules (its listener must reach the runtime).
+    fn seccomp_needs_listener(&self) -> bool;
 }
 
 /// Steps of `create` that run in the runtime (parent) process.
@@ -558,7 +566,28 @@ fn init_main(
         None => None,
     };
     let setgroups_ok = !plan.in_new_userns || !plan.gid_mappings.is_empty();
-    let exe = finish_process(proc, slave, plan.preserve_fds, setgroups_ok, steps, ch)?;
+    let fin = finish_process(proc, slave, plan.preserve_fds, setgroups_ok, steps, ch)?;
+    // Ready is sent: `create` returns and its runtime exits. What fails from here on is told to
+    // `start` through the exec status fifo (and, as runc does, on the container's stderr).
+    let err = match after_start(plan, &fin, steps) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    if let Some(Ok(status)) = plan.exec_status.as_ref().map(OwnedFd::try_clone) {
+        use std::io::Write;
+        let _ = std::fs::File::from(status).write_all(err.as_bytes());
+    }
+    eprintln!("kakuri: container init: {err}");
+    sys::exit_now(1);
+}
+
+/// The init once `create` is done: wait for `start`, then (as runc) the filter when it comes
+/// last, the startContainer hooks under it, and the execve. Returns only with an error.
+fn after_start(
+    plan: &InitPlan,
+    fin: &Finished,
+    steps: &dyn InitSteps,
+) -> Result<std::convert::Infallible, String> {
     if let Some(fifo) = &plan.exec_fifo {
         let mut f = std::fs::File::from(fifo.try_clone().map_err(|e| e.to_string())?);
         let mut b = [0u8; 1];
@@ -571,16 +600,30 @@ fn init_main(
             }
         }
     }
+    if fin.seccomp_last {
+        steps.load_seccomp()?;
+    }
     steps.start_container()?;
-    Err(proc.exec(&exe))
+    Err(fin.exec.exec())
+}
+
+/// What [`finish_process`] leaves for the last steps.
+pub(crate) struct Finished {
+    /// The prepared execve (argv, env with HOME: nothing left to read or look up).
+    pub(crate) exec: process::Execve,
+    /// The seccomp filter is still to be loaded, as the last step before execve (the
+    /// startContainer hooks of an init run under it).
+    pub(crate) seccomp_last: bool,
 }
 
 /// The steps every container process takes after its namespaces and root are set up, shared by
 /// a container's init and by `exec`: umask, rlimits, scheduling, the executable lookup,
 /// no_new_privs, LSM labels, seccomp (before the credential change unless no_new_privs allows
 /// it later), user and capabilities, cwd (checked to be inside the root), the console as stdio,
-/// close-on-exec for every inherited descriptor, then Ready to the runtime. Returns the
-/// executable to exec.
+/// close-on-exec for every inherited descriptor, signal dispositions, a session of its own, then
+/// Ready to the runtime. With noNewPrivileges the filter is left for the very end (see
+/// [`Finished`]): after it only execve (and, for an init, the startContainer hooks) run, so a
+/// profile needs to allow nothing of kakuri's own (prctl, close_range, ...).
 fn finish_process(
     proc: &ProcessPlan,
     slave: Option<OwnedFd>,
@@ -588,7 +631,7 @@ fn finish_process(
     setgroups_ok: bool,
     steps: &dyn InitSteps,
     ch: &Channel,
-) -> Result<PathBuf, String> {
+) -> Result<Finished, String> {
     if let Some(u) = proc.umask {
         // SAFETY: umask cannot fail.
         unsafe { libc::umask(u as libc::mode_t) };
@@ -596,6 +639,7 @@ fn finish_process(
     proc.apply_rlimits()?;
     proc.apply_scheduling()?;
     let exe = proc.resolve_executable()?;
+    let exec = proc.prepare_exec(&exe)?;
     if proc.no_new_privileges {
         sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(|e| format!("no_new_privs: {e}"))?;
     }
@@ -605,6 +649,10 @@ fn finish_process(
     )?;
     // Before any seccomp filter: the config's profile may not allow close_range(2).
     sys::cloexec_from(3 + preserve_fds).map_err(|e| format!("close_range: {e}"))?;
+    // The program starts with every signal at its default action and none blocked, as with
+    // runc: nothing of what the runtime (Rust ignores SIGPIPE) or its caller ignored or blocked.
+    // Before any filter too: it takes one rt_sigaction per signal.
+    sys::reset_signals().map_err(|e| format!("reset signal dispositions: {e}"))?;
     if !proc.no_new_privileges {
         load_seccomp(steps, ch)?;
     }
@@ -618,21 +666,26 @@ fn finish_process(
         )
     })?;
     check_cwd_inside_root(&proc.cwd)?;
+    // Every container process leads a session (and process group) of its own, as with runc
+    // (its nsexec calls setsid for the init and for exec'd processes): signals to the caller's
+    // process group or session do not reach the container.
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
     if let Some(s) = slave {
-        nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
         for fd in 0..3 {
             nix::unistd::dup2(s.as_raw_fd(), fd).map_err(|e| format!("dup2 console: {e}"))?;
         }
         sys::set_controlling_tty(s.as_fd()).map_err(|e| format!("set controlling tty: {e}"))?;
     }
-    if proc.no_new_privileges {
-        load_seccomp(steps, ch)?;
-    }
     // The process outlives the runtime from here on (a detached exec, a created container).
     sys::prctl(libc::PR_SET_PDEATHSIG, 0).map_err(|e| format!("clear parent death signal: {e}"))?;
+    let seccomp_last = proc.no_new_privileges && !steps.seccomp_needs_listener();
+    if proc.no_new_privileges && !seccomp_last {
+        // The listener must reach the agent while the runtime is still there.
+        load_seccomp(steps, ch)?;
+    }
     ch.send(&Msg::Ready)
         .map_err(|e| format!("sync with runtime: {e}"))?;
-    Ok(exe)
+    Ok(Finished { exec, seccomp_last })
 }
 
 /// Send `fd` over a connected unix socket as one SCM_RIGHTS message with `name` as payload.

@@ -478,19 +478,45 @@ impl ProcessPlan {
         Ok(())
     }
 
-    /// The final step: exec the program with the process env. Returns only on error.
-    pub fn exec(&self, path: &Path) -> String {
-        let to_c = |s: &str| CString::new(s).unwrap_or_default();
-        let argv: Vec<CString> = self.args.iter().map(|a| to_c(a)).collect();
-        let mut envp: Vec<CString> = self.env.iter().map(|a| to_c(a)).collect();
+    /// Everything the final execve needs, built while the process may still read files (the
+    /// container's /etc/passwd for HOME) and allocate freely: after the seccomp filter only the
+    /// execve itself is left.
+    pub fn prepare_exec(&self, path: &Path) -> Result<Execve, String> {
+        let to_c =
+            |s: &str| CString::new(s).map_err(|_| format!("process: {s:?} contains a NUL byte"));
+        let argv: Vec<CString> = self
+            .args
+            .iter()
+            .map(|a| to_c(a))
+            .collect::<Result<_, _>>()?;
+        let mut envp: Vec<CString> = self.env.iter().map(|a| to_c(a)).collect::<Result<_, _>>()?;
         // As runc: without HOME in the process env, it is the user's home from the container's
         // /etc/passwd ("/" when the uid has no entry).
         if !self.env.iter().any(|e| e.starts_with("HOME=")) {
-            envp.push(to_c(&format!("HOME={}", home_of(self.uid))));
+            envp.push(to_c(&format!("HOME={}", home_of(self.uid)))?);
         }
-        let p = to_c(&path.to_string_lossy());
-        let e = sys::execve(&p, &argv, &envp);
-        format!("exec {:?}: {e}", self.args[0])
+        Ok(Execve {
+            path: to_c(&path.to_string_lossy())?,
+            argv,
+            envp,
+            name: self.args[0].clone(),
+        })
+    }
+}
+
+/// A prepared final `execve` ([`ProcessPlan::prepare_exec`]).
+pub struct Execve {
+    path: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    name: String,
+}
+
+impl Execve {
+    /// Exec the program. Returns only on error.
+    pub fn exec(&self) -> String {
+        let e = sys::execve(&self.path, &self.argv, &self.envp);
+        format!("exec {:?}: {}", self.name, os_error(&e))
     }
 }
 

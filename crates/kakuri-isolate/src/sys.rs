@@ -487,3 +487,210 @@ pub fn openat_beneath(dir: BorrowedFd, path: &Path, flags: libc::c_int) -> io::R
             | libc::RESOLVE_NO_XDEV,
     )
 }
+
+/// The kernel's `struct sigaction` for `rt_sigaction(2)` (x86_64 and aarch64 layout: handler,
+/// flags, restorer, mask).
+#[repr(C)]
+struct KernelSigaction {
+    handler: libc::c_ulong,
+    flags: libc::c_ulong,
+    restorer: libc::c_ulong,
+    mask: u64,
+}
+
+/// Give every signal its default action and unblock them all, with raw system calls only (so it
+/// is sound in a child made by a raw `clone`, whose libc state is the parent's): what a new
+/// program must start with. Without it a container process would inherit what the runtime
+/// ignores (Rust's std ignores SIGPIPE) or blocks, and what its caller ignored; glibc's own
+/// `sigaction` cannot reset its two internal signals (32, 33), which `posix_spawn` leaves
+/// ignored in the programs it starts. SIGKILL and SIGSTOP cannot be changed and are skipped.
+pub fn reset_signals() -> io::Result<()> {
+    let dfl = KernelSigaction {
+        handler: libc::SIG_DFL as libc::c_ulong,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: a valid kernel sigaction struct of the size passed; the old action is not
+        // asked for. SIG_DFL needs no restorer.
+        cvt(unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &dfl as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        })?;
+    }
+    let empty: u64 = 0;
+    // SAFETY: an 8-byte signal set, as the size argument says; the old mask is not asked for.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &empty as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    })
+    .map(|_| ())
+}
+
+/// `pipe2(2)` with `O_CLOEXEC`: (read end, write end).
+pub fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two descriptors into the array we pass.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } as libc::c_long)?;
+    // SAFETY: the kernel just returned these two fresh descriptors; nothing else owns them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// A program to start with [`spawn_program`]: everything `execve` needs, built before the fork.
+pub struct Program {
+    path: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    cwd: Option<CString>,
+}
+
+impl Program {
+    /// `path` with `argv` (argv[0] included) and exactly the environment `envp`; the child
+    /// changes to `cwd` first when given.
+    pub fn new(
+        path: &Path,
+        argv: &[String],
+        envp: &[std::ffi::OsString],
+        cwd: Option<&Path>,
+    ) -> io::Result<Program> {
+        let c = |s: &str| {
+            CString::new(s).map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidInput, "argument contains a NUL byte")
+            })
+        };
+        Ok(Program {
+            path: cstr(path)?,
+            argv: argv.iter().map(|a| c(a)).collect::<io::Result<_>>()?,
+            envp: envp
+                .iter()
+                .map(|a| {
+                    CString::new(a.as_bytes()).map_err(|_| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            "environment contains a NUL byte",
+                        )
+                    })
+                })
+                .collect::<io::Result<_>>()?,
+            cwd: cwd.map(cstr).transpose()?,
+        })
+    }
+}
+
+/// Start `prog` with `stdin` as its standard input (stdout and stderr are this process's), its
+/// signals reset ([`reset_signals`]), and return its pid once it has exec'd; a failed `chdir` or
+/// `execve` is returned as the error.
+///
+/// The child is made by a raw `clone` (a fork) and makes only raw system calls before
+/// `execve`: no glibc function runs in it, so it neither depends on glibc's per-thread state
+/// (stale in a process that was itself made by a raw `clone`, such as a container's init) nor
+/// on `clone3`, which `posix_spawn` tries first and a seccomp profile may refuse with an error
+/// glibc does not fall back from. The caller must be single-threaded.
+pub fn spawn_program(prog: &Program, stdin: BorrowedFd) -> io::Result<libc::pid_t> {
+    let mut argv: Vec<*const libc::c_char> = prog.argv.iter().map(|s| s.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = prog.envp.iter().map(|s| s.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let (err_r, err_w) = pipe_cloexec()?;
+    // SAFETY: kakuri is single-threaded (the documented contract of this function).
+    match unsafe { fork_clone(0) }? {
+        Forked::Child => {
+            // Only raw system calls from here: see above. Each failure reports (step, errno).
+            let fail = |step: u8| -> ! {
+                let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+                let mut msg = [0u8; 5];
+                msg[0] = step;
+                msg[1..].copy_from_slice(&errno.to_ne_bytes());
+                // SAFETY: writes 5 bytes of a local buffer to our pipe end, then exits without
+                // running anything of the parent's (no atexit handlers, no destructors).
+                unsafe {
+                    libc::syscall(libc::SYS_write, err_w.as_raw_fd(), msg.as_ptr(), msg.len());
+                    libc::syscall(libc::SYS_exit_group, 127);
+                }
+                unreachable!("exit_group returned")
+            };
+            let fd = stdin.as_raw_fd();
+            // SAFETY (all blocks below): raw system calls on descriptors and NUL-terminated
+            // strings of this (copied) address space, prepared before the fork.
+            let r = if fd == 0 {
+                unsafe { libc::syscall(libc::SYS_fcntl, 0, libc::F_SETFD, 0) }
+            } else {
+                unsafe { libc::syscall(libc::SYS_dup3, fd, 0, 0) }
+            };
+            if r < 0 {
+                fail(1);
+            }
+            if reset_signals().is_err() {
+                fail(2);
+            }
+            if let Some(cwd) = &prog.cwd {
+                if unsafe { libc::syscall(libc::SYS_chdir, cwd.as_ptr()) } < 0 {
+                    fail(3);
+                }
+            }
+            unsafe {
+                libc::syscall(
+                    libc::SYS_execve,
+                    prog.path.as_ptr(),
+                    argv.as_ptr(),
+                    envp.as_ptr(),
+                )
+            };
+            fail(4)
+        }
+        Forked::Parent(pid) => {
+            drop(err_w);
+            let mut msg = [0u8; 5];
+            let mut got = 0;
+            while got < msg.len() {
+                // SAFETY: reads into the rest of a local buffer.
+                let n = unsafe {
+                    libc::read(
+                        err_r.as_raw_fd(),
+                        msg[got..].as_mut_ptr().cast(),
+                        msg.len() - got,
+                    )
+                };
+                match n {
+                    0 => break,
+                    n if n > 0 => got += n as usize,
+                    _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+                    _ => break,
+                }
+            }
+            if got == 0 {
+                return Ok(pid);
+            }
+            // The child failed before exec and has exited: reap it.
+            let mut status = 0;
+            // SAFETY: waits for our own child, writing its status into a local.
+            while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
+                && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+            {}
+            let errno = i32::from_ne_bytes([msg[1], msg[2], msg[3], msg[4]]);
+            let e = io::Error::from_raw_os_error(errno);
+            Err(match msg[0] {
+                3 => io::Error::new(e.kind(), format!("chdir: {}", kakuri_spec::os_error(&e))),
+                4 => e,
+                _ => io::Error::new(
+                    e.kind(),
+                    format!("prepare the process: {}", kakuri_spec::os_error(&e)),
+                ),
+            })
+        }
+    }
+}
