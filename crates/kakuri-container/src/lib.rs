@@ -52,9 +52,16 @@ impl Error {
 pub struct Runtime {
     pub root: PathBuf,
     pub systemd_cgroup: bool,
+    /// `KAKURI_DROP_UNGRANTABLE_CAPS=1` (for nested hosts with a reduced bounding set):
+    /// capabilities outside the runtime's bounding set are dropped with a warning instead of
+    /// failing `create`/`exec` as runc does.
+    pub drop_ungrantable_caps: bool,
 }
 
-/// The state of a container, as `state` prints it (runc's shape).
+/// The environment variable that sets [`Runtime::drop_ungrantable_caps`].
+pub const DROP_UNGRANTABLE_CAPS_ENV: &str = "KAKURI_DROP_UNGRANTABLE_CAPS";
+
+/// The state of a container, as `state` prints it (runc's shape and key order).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StateOutput {
@@ -65,9 +72,13 @@ pub struct StateOutput {
     pub bundle: PathBuf,
     pub rootfs: PathBuf,
     pub created: String,
-    pub owner: String,
-    #[serde(skip_serializing_if = "std::collections::HashMap::is_empty")]
+    /// Sorted by key, as Go prints a map.
+    #[serde(
+        skip_serializing_if = "std::collections::HashMap::is_empty",
+        serialize_with = "sorted_map"
+    )]
     pub annotations: std::collections::HashMap<String, String>,
+    pub owner: String,
 }
 
 /// The state passed to hooks on stdin: the runtime-spec `state` object.
@@ -112,9 +123,20 @@ pub struct ListEntry {
     pub bundle: PathBuf,
     pub rootfs: PathBuf,
     pub created: String,
-    #[serde(skip_serializing_if = "std::collections::HashMap::is_empty")]
+    /// Sorted by key, as Go prints a map.
+    #[serde(
+        skip_serializing_if = "std::collections::HashMap::is_empty",
+        serialize_with = "sorted_map"
+    )]
     pub annotations: std::collections::HashMap<String, String>,
     pub owner: String,
+}
+
+fn sorted_map<S: serde::Serializer>(
+    m: &std::collections::HashMap<String, String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(m.iter().collect::<std::collections::BTreeMap<_, _>>())
 }
 
 fn user_name(uid: u32) -> String {
@@ -175,6 +197,7 @@ impl Runtime {
         Runtime {
             root: root.into(),
             systemd_cgroup: false,
+            drop_ungrantable_caps: false,
         }
     }
 
