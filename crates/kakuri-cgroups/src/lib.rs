@@ -298,30 +298,44 @@ impl Manager {
 
     /// Move `pid` into the container cgroup of every hierarchy.
     pub fn add_task(&self, pid: i32) -> Result<(), CgroupError> {
-        let value = pid.to_string();
         for h in self.hierarchies() {
-            let file = h.path.join("cgroup.procs");
-            let mut tries = 0;
-            loop {
-                match fsutil::write_raw(&file, &value) {
-                    Ok(()) => break,
-                    // EINVAL: the task may still be TASK_NEW (just forked); runc retries too.
-                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) && tries < 5 => {
-                        tries += 1;
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                    Err(e) => {
-                        return Err(CgroupError::file(
-                            format!("add process {pid} to cgroup"),
-                            "write",
-                            file,
-                            e,
-                        ))
-                    }
+            Self::add_task_to(pid, &h.path)?;
+        }
+        Ok(())
+    }
+
+    /// Move `pid` into the cgroup directory `dir` (one of [`Manager::dirs`], or a cgroup below
+    /// one: `exec --cgroup`).
+    pub fn add_task_to(pid: i32, dir: &Path) -> Result<(), CgroupError> {
+        let value = pid.to_string();
+        let file = dir.join("cgroup.procs");
+        let mut tries = 0;
+        loop {
+            match fsutil::write_raw(&file, &value) {
+                Ok(()) => return Ok(()),
+                // EINVAL: the task may still be TASK_NEW (just forked); runc retries too.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) && tries < 5 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => {
+                    return Err(CgroupError::file(
+                        format!("add process {pid} to cgroup"),
+                        "write",
+                        file,
+                        e,
+                    ))
                 }
             }
         }
-        Ok(())
+    }
+
+    /// The container's directory in every hierarchy, with the v1 controllers of that hierarchy
+    /// (`cpu`, `cpuacct`, `name=systemd`; none for cgroup2).
+    pub fn dirs(&self) -> Vec<(&[String], &Path)> {
+        self.hierarchies()
+            .map(|h| (h.controllers.as_slice(), h.path.as_path()))
+            .collect()
     }
 
     /// The directory used to list processes and to freeze.
@@ -420,9 +434,13 @@ impl Manager {
                 }
             }
         }
-        let sig = nix::sys::signal::Signal::try_from(signal).map_err(|_| {
-            CgroupError::invalid("kill all processes", format!("invalid signal {signal}"))
-        })?;
+        // Signal 0 checks that the processes exist, as kill(2) does.
+        let sig = match signal {
+            0 => None,
+            n => Some(nix::sys::signal::Signal::try_from(n).map_err(|_| {
+                CgroupError::invalid("kill all processes", format!("invalid signal {n}"))
+            })?),
+        };
         let was_frozen = self.is_frozen().unwrap_or(false);
         let froze = if was_frozen {
             false
@@ -439,7 +457,7 @@ impl Manager {
             for pid in pids {
                 match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig) {
                     Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
-                    Err(e) => log::warn!("kill all processes: signal {sig} to pid {pid}: {e}"),
+                    Err(e) => log::warn!("kill all processes: signal {signal} to pid {pid}: {e}"),
                 }
             }
         });

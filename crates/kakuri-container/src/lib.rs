@@ -173,10 +173,11 @@ fn wait_gone(pid: i32, timeout: Duration) -> bool {
     }
 }
 
-/// Parse a signal as runc does: a name with or without `SIG`, or a number.
+/// Parse a signal as runc does: a name with or without `SIG`, or a number (0 only checks that
+/// the process exists, as kill(2)).
 pub fn parse_signal(s: &str) -> Result<i32, Error> {
     if let Ok(n) = s.parse::<i32>() {
-        if n > 0 && n <= libc::SIGRTMAX() {
+        if n >= 0 && n <= libc::SIGRTMAX() {
             return Ok(n);
         }
         return Err(Error::msg(format!("unknown signal {s:?}")));
@@ -248,6 +249,23 @@ impl Runtime {
     /// `kill ID SIGNAL [--all]`.
     pub fn kill(&self, id: &str, sig: i32, all: bool) -> Result<(), Error> {
         let (_dir, st, status) = self.open(id)?;
+        if all && status == Status::Stopped {
+            // As runc: `--all` on a container whose init has exited signals what is left in
+            // its cgroup (processes of a container without its own pid namespace), which is
+            // usually nothing, and succeeds. containerd calls it after every exit.
+            if st.cgroup.pids().map(|p| p.is_empty()).unwrap_or(true) {
+                return Ok(());
+            }
+            return st
+                .cgroup
+                .kill_all(sig)
+                .map_err(|e| Error::msg(format!("kill all processes of {id}: {e}")));
+        }
+        if all && status == Status::Creating {
+            // No init yet (or a killed create): nothing to signal; runc >= 1.2 ignores "not
+            // running" with --all.
+            return Ok(());
+        }
         if status == Status::Stopped || status == Status::Creating {
             return Err(Error::NotRunning);
         }
@@ -535,7 +553,8 @@ mod tests {
         assert_eq!(parse_signal("15").unwrap(), 15);
         assert_eq!(parse_signal("TERM").unwrap(), 15);
         assert!(parse_signal("FOO").is_err());
-        assert!(parse_signal("0").is_err());
+        assert_eq!(parse_signal("0").unwrap(), 0);
+        assert!(parse_signal("-1").is_err());
         assert!(parse_signal("1000").is_err());
     }
 }

@@ -136,9 +136,10 @@ struct ExecArgs {
     /// Write the process's pid to this file
     #[arg(long = "pid-file")]
     pid_file: Option<PathBuf>,
-    /// Put the process in this sub-cgroup of the container
-    #[arg(long)]
-    cgroup: Option<String>,
+    /// Put the process in a sub-cgroup of the container: NAME, or CONTROLLER[,CONTROLLER]:NAME
+    /// (repeatable)
+    #[arg(long, value_name = "[CONTROLLER:]NAME")]
+    cgroup: Vec<String>,
     /// Allow exec in a paused container
     #[arg(long = "ignore-paused")]
     ignore_paused: bool,
