@@ -234,8 +234,14 @@ impl Manager {
     /// parent's cpus and mems (it could hold no task otherwise). Fails if the cgroup already exists with
     /// processes in it; on failure everything created here is removed again.
     pub fn create(&self) -> Result<(), CgroupError> {
+        self.create_with(false)
+    }
+
+    /// [`Manager::create`]; with `allow_processes` a cgroup that already holds processes is
+    /// used as it is (runc 1.1 only warns about that; the caller does).
+    pub fn create_with(&self, allow_processes: bool) -> Result<(), CgroupError> {
         let mut created: Vec<PathBuf> = Vec::new();
-        let r = self.create_inner(&mut created);
+        let r = self.create_inner(&mut created, allow_processes);
         if r.is_err() {
             for dir in created.iter().rev() {
                 let _ = std::fs::remove_dir(dir);
@@ -244,12 +250,16 @@ impl Manager {
         r
     }
 
-    fn create_inner(&self, created: &mut Vec<PathBuf>) -> Result<(), CgroupError> {
+    fn create_inner(
+        &self,
+        created: &mut Vec<PathBuf>,
+        allow_processes: bool,
+    ) -> Result<(), CgroupError> {
         for h in self.hierarchies() {
             let first_new = created.len();
             let made = fsutil::mkdir_p(&h.path, created)
                 .map_err(|e| CgroupError::file("create cgroup", "mkdir", h.path.clone(), e))?;
-            if !made {
+            if !made && !allow_processes {
                 let mut pids = Vec::new();
                 fsutil::collect_pids(&h.path, &mut pids)?;
                 if !pids.is_empty() {
@@ -417,6 +427,32 @@ impl Manager {
         }
     }
 
+    /// Whether a process put in the container cgroup now would stop at once: the v1 freezer
+    /// says FROZEN (also when an ancestor is frozen), or the cgroup2 directory (v2, or the
+    /// unified hierarchy of a hybrid host) is frozen, itself or through an ancestor. A cgroup
+    /// that does not exist is not frozen.
+    pub fn frozen_for_new_tasks(&self) -> Result<bool, CgroupError> {
+        if let Some(h) = self.v1_hierarchy("freezer") {
+            if v1::is_frozen(&h.path)? {
+                return Ok(true);
+            }
+        }
+        if let Some(h) = &self.unified {
+            let what = "read freezer state";
+            if let Some(events) = fsutil::read_opt(&h.path, "cgroup.events", what)? {
+                if events.lines().any(|l| l.trim() == "frozen 1") {
+                    return Ok(true);
+                }
+            }
+            if let Some(f) = fsutil::read_opt(&h.path, "cgroup.freeze", what)? {
+                if f.trim() == "1" {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
     /// Send `signal` to every process of the container. SIGKILL goes through cgroup.kill where the kernel
     /// has it (v2, or the unified hierarchy of a hybrid host); otherwise the cgroup is frozen, every process
     /// signalled, and thawed again (so no process can fork past the signal), as runc does.
@@ -496,6 +532,27 @@ impl Manager {
             }
         }
         Ok(())
+    }
+
+    /// Like [`Manager::destroy`] without waiting: a directory still busy (processes that are
+    /// not the container's, in a cgroup it shared with them) is left in place and returned.
+    pub fn destroy_leaving_busy(&self) -> Result<Vec<PathBuf>, CgroupError> {
+        let mut kept = Vec::new();
+        for h in self.hierarchies() {
+            match fsutil::remove_tree(&h.path) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => kept.push(h.path.clone()),
+                Err(e) => {
+                    return Err(CgroupError::file(
+                        "remove cgroup",
+                        "rmdir",
+                        h.path.clone(),
+                        e,
+                    ))
+                }
+            }
+        }
+        Ok(kept)
     }
 
     /// Resource usage, in the shape of runc's `events --stats` data.

@@ -366,7 +366,14 @@ impl Runtime {
             status: status.as_str(),
         };
         kakuri_isolate::make_non_dumpable().map_err(Error::msg)?;
+        let mut oom = crate::events::OomWatch::new(&st.cgroup);
         let pid = kakuri_isolate::exec::spawn_exec(&plan, &init, &mut parent).map_err(|e| {
+            // runc's words: an OOM kill in the container's cgroup meanwhile might be the cause.
+            let e = if oom.as_mut().is_some_and(|w| w.poll() > 0) {
+                format!("{e} (possibly OOM-killed)")
+            } else {
+                e.to_string()
+            };
             Error::msg(format!(
                 "exec failed: unable to start container process: {e}"
             ))

@@ -252,8 +252,9 @@ impl Runtime {
         if all && status == Status::Stopped {
             // As runc: `--all` on a container whose init has exited signals what is left in
             // its cgroup (processes of a container without its own pid namespace), which is
-            // usually nothing, and succeeds. containerd calls it after every exit.
-            if st.cgroup.pids().map(|p| p.is_empty()).unwrap_or(true) {
+            // usually nothing, and succeeds. containerd calls it after every exit. A cgroup
+            // shared with other processes holds nothing of a stopped container.
+            if st.shared_cgroup || st.cgroup.pids().map(|p| p.is_empty()).unwrap_or(true) {
                 return Ok(());
             }
             return st
@@ -483,7 +484,10 @@ fn signal_init(st: &State, sig: i32) -> Result<(), Error> {
 
 /// SIGKILL the init (and, through the cgroup, everything else in the container) and wait.
 fn stop_init(st: &State) -> Result<(), Error> {
-    if let Err(e) = st.cgroup.kill_all(libc::SIGKILL) {
+    if st.shared_cgroup {
+        // Only the init: the kernel kills the rest of its pid namespace; the cgroup's other
+        // processes are not the container's.
+    } else if let Err(e) = st.cgroup.kill_all(libc::SIGKILL) {
         log::debug!("kill all through the cgroup: {e}");
     }
     if st.pid <= 0 {
@@ -511,7 +515,7 @@ fn stop_init(st: &State) -> Result<(), Error> {
 /// joined one) can still have processes in its cgroup, which the kernel did not kill with the
 /// init: kill them, as runc does, so that the cgroup can be removed.
 fn kill_leftovers(st: &State) -> Result<(), Error> {
-    if st.cgroup.pids().map(|p| p.is_empty()).unwrap_or(true) {
+    if st.shared_cgroup || st.cgroup.pids().map(|p| p.is_empty()).unwrap_or(true) {
         return Ok(());
     }
     st.cgroup
@@ -530,9 +534,23 @@ fn destroy(dir: ContainerDir, st: &State) -> Result<(), Error> {
         kakuri_isolate::hostmount::release(&st.rootfs, holder)
             .map_err(|e| Error::msg(format!("remove the rootfs mounts of {}: {e}", st.id)))?;
     }
-    st.cgroup
-        .destroy()
-        .map_err(|e| Error::msg(format!("remove cgroups of {}: {e}", st.id)))?;
+    if st.shared_cgroup {
+        let kept = st
+            .cgroup
+            .destroy_leaving_busy()
+            .map_err(|e| Error::msg(format!("remove cgroups of {}: {e}", st.id)))?;
+        for k in kept {
+            log::warn!(
+                "cgroup {} of {} not removed: it holds processes that are not the container's",
+                k.display(),
+                st.id
+            );
+        }
+    } else {
+        st.cgroup
+            .destroy()
+            .map_err(|e| Error::msg(format!("remove cgroups of {}: {e}", st.id)))?;
+    }
     dir.remove()?;
     if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststop().as_ref()) {
         let json = HookState::of(st, "stopped", None).json();
