@@ -373,7 +373,8 @@ impl Runtime {
         }
         if !in_new_userns {
             if let Some(c) = proc_plan.caps.as_mut() {
-                c.drop_ungrantable();
+                self.settle_caps(c)
+                    .map_err(|e| Error::msg(format!("unable to start container process: {e}")))?;
             }
         }
         joins.sort_by_key(|j| j.0);

@@ -306,7 +306,11 @@ impl Runtime {
         let mut plan_proc = ProcessPlan::from_spec(&spec).map_err(Error::msg)?;
         if !st.namespaces.iter().any(|n| n == "user") {
             if let Some(c) = plan_proc.caps.as_mut() {
-                c.drop_ungrantable();
+                self.settle_caps(c).map_err(|e| {
+                    Error::msg(format!(
+                        "exec failed: unable to start container process: {e}"
+                    ))
+                })?;
             }
         }
         kakuri_isolate::lsm::check_available(

@@ -202,6 +202,38 @@ impl Runtime {
         }
     }
 
+    /// Capabilities the process asks for that the runtime cannot grant (not in its bounding
+    /// set; only asked for a process that stays in the runtime's user namespace). As runc: one
+    /// in the effective, permitted or inheritable set fails with runc's text (`capset` would
+    /// fail with EPERM); with `drop_ungrantable_caps` they are dropped with a warning instead.
+    /// One only in the bounding or ambient set is left out, with a warning (runc says nothing).
+    pub(crate) fn settle_caps(&self, caps: &mut kakuri_isolate::CapSets) -> Result<(), String> {
+        let missing = caps.ungrantable();
+        if missing == 0 {
+            return Ok(());
+        }
+        let names = kakuri_isolate::process::cap_names(missing);
+        let refused = caps.refused_by_capset(missing);
+        if refused != 0 && !self.drop_ungrantable_caps {
+            log::warn!(
+                "process.capabilities: [{}] not in the runtime's bounding set: cannot be granted (set {DROP_UNGRANTABLE_CAPS_ENV}=1 to drop them instead)",
+                kakuri_isolate::process::cap_names(refused)
+            );
+            return Err("unable to apply caps: operation not permitted".into());
+        }
+        if refused != 0 {
+            log::warn!(
+                "dropping capabilities the runtime cannot grant (not in its bounding set; {DROP_UNGRANTABLE_CAPS_ENV}=1): [{names}]"
+            );
+        } else {
+            log::warn!(
+                "leaving out capabilities the runtime does not have (not in its bounding set) from the bounding and ambient sets: [{names}]"
+            );
+        }
+        caps.remove(missing);
+        Ok(())
+    }
+
     pub fn open(&self, id: &str) -> Result<(ContainerDir, State, Status), Error> {
         let dir = ContainerDir::open(&self.root, id)?;
         let st = dir.load().map_err(|e| match e {
