@@ -155,12 +155,14 @@ fn unknown_capabilities_are_ignored_with_a_warning() {
     env.finish();
 }
 
-/// runtime-spec 1.3: capabilities the runtime cannot grant (outside its own bounding set, as in
-/// a restricted environment) are dropped with a warning instead of failing the container. kakuri
-/// runs here with CAP_SYS_NICE taken out of its bounding set (setpriv) and is asked for it, by
-/// the config and by `exec --cap`.
+/// Capabilities the runtime cannot grant (outside its own bounding set, as on a nested host)
+/// fail `create` and `exec` as in runc ("unable to apply caps: operation not permitted"),
+/// leaving nothing behind; `KAKURI_DROP_UNGRANTABLE_CAPS=1` drops them with a warning instead.
+/// kakuri runs here with CAP_SYS_NICE taken out of its bounding set (setpriv) and is asked for
+/// it, by the config and by `exec --cap`. The control: without setpriv the same config runs
+/// with CAP_SYS_NICE, so the failure is the missing bounding capability.
 #[test]
-fn capabilities_outside_the_runtimes_bounding_set_are_dropped_with_a_warning() {
+fn capabilities_outside_the_runtimes_bounding_set_fail_as_runc() {
     let env = TestEnv::new();
     let mut b = env.bundle();
     for kind in ["bounding", "permitted", "effective"] {
@@ -170,7 +172,7 @@ fn capabilities_outside_the_runtimes_bounding_set_are_dropped_with_a_warning() {
     b.set_caps("ambient", &[]);
     b.set_sh("grep ^Cap /proc/self/status; exec sleep 600");
     b.write();
-    let restricted = |args: &[&str]| {
+    let restricted = |args: &[&str], drop_mode: bool| {
         let mut cmd = std::process::Command::new("setpriv");
         cmd.args(["--bounding-set", "-sys_nice"])
             .arg(env.rt().bin())
@@ -179,12 +181,32 @@ fn capabilities_outside_the_runtimes_bounding_set_are_dropped_with_a_warning() {
             .args(args)
             .env(ENV_MARKER, env.id())
             .stdin(std::process::Stdio::null());
+        if drop_mode {
+            cmd.env("KAKURI_DROP_UNGRANTABLE_CAPS", "1");
+        }
         env.rt().spawn_in(cmd, b.dir()).wait(CMD_TIMEOUT)
     };
-    let warning =
-        "ignoring capabilities the runtime cannot grant (not in its bounding set): [CAP_SYS_NICE]";
+    let refused = "unable to apply caps: operation not permitted";
+    let bundle = b.dir().to_str().unwrap().to_string();
+
+    // runc's behaviour by default: create fails and leaves nothing.
     let id = env.new_id();
-    let out = restricted(&["create", "--bundle", b.dir().to_str().unwrap(), &id]);
+    let out = restricted(&["create", "--bundle", &bundle, &id], false);
+    out.fails_with(refused);
+    assert!(!env.rt().root().join(&id).exists(), "state left: {out}");
+
+    // The control: with CAP_SYS_NICE in the runtime's bounding set the container has it.
+    let c = env.create(&b);
+    c.start();
+    let text = c.wait_stdout("CapAmb");
+    let [_, _, eff, _, _] = cap_lines(&text);
+    assert_eq!(eff, cap_mask(&["CAP_KILL", "CAP_SYS_NICE"]), "{text}");
+    drop(c);
+
+    // Explicit compatibility mode: dropped, with a warning naming them and the switch.
+    let warning = "dropping capabilities the runtime cannot grant (not in its bounding set; KAKURI_DROP_UNGRANTABLE_CAPS=1): [CAP_SYS_NICE]";
+    let id = env.new_id();
+    let out = restricted(&["create", "--bundle", &bundle, &id], true);
     out.ok();
     assert!(out.stderr_has(warning), "{out}");
     let c = env.container(&id, &out);
@@ -197,10 +219,45 @@ fn capabilities_outside_the_runtimes_bounding_set_are_dropped_with_a_warning() {
         (kill.as_str(), kill.as_str(), kill.as_str()),
         "{text}"
     );
-    let ex = restricted(&["exec", "--cap", "CAP_SYS_NICE", &id, "true"]);
+    // exec --cap: refused as runc (exit 255), or dropped in the compatibility mode.
+    let ex = restricted(&["exec", "--cap", "CAP_SYS_NICE", &id, "true"], false);
+    ex.code_is(255);
+    assert!(
+        ex.stderr_has(&format!(
+            "exec failed: unable to start container process: {refused}"
+        )),
+        "{ex}"
+    );
+    let ex = restricted(&["exec", "--cap", "CAP_SYS_NICE", &id, "true"], true);
     ex.ok();
     assert!(ex.stderr_has(warning), "{ex}");
     drop(c);
+
+    // Only in the bounding set: capset cannot fail for it and runc runs the container; kakuri
+    // says it is left out.
+    let mut b2 = env.bundle();
+    b2.set_caps("bounding", &["CAP_KILL", "CAP_SYS_NICE"]);
+    for kind in ["permitted", "effective", "inheritable", "ambient"] {
+        b2.set_caps(kind, &["CAP_KILL"]);
+    }
+    b2.set_args(&["sleep", "600"]);
+    b2.write();
+    let id = env.new_id();
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--bounding-set", "-sys_nice"])
+        .arg(env.rt().bin())
+        .arg("--root")
+        .arg(env.rt().root())
+        .args(["create", "--bundle", b2.dir().to_str().unwrap(), &id])
+        .env(ENV_MARKER, env.id())
+        .stdin(std::process::Stdio::null());
+    let out = env.rt().spawn_in(cmd, b2.dir()).wait(CMD_TIMEOUT);
+    out.ok();
+    assert!(
+        out.stderr_has("leaving out capabilities the runtime does not have (not in its bounding set) from the bounding and ambient sets: [CAP_SYS_NICE]"),
+        "{out}"
+    );
+    drop(env.container(&id, &out));
     env.finish();
 }
 

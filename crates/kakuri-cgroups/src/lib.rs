@@ -234,8 +234,14 @@ impl Manager {
     /// parent's cpus and mems (it could hold no task otherwise). Fails if the cgroup already exists with
     /// processes in it; on failure everything created here is removed again.
     pub fn create(&self) -> Result<(), CgroupError> {
+        self.create_with(false)
+    }
+
+    /// [`Manager::create`]; with `allow_processes` a cgroup that already holds processes is
+    /// used as it is (runc 1.1 only warns about that; the caller does).
+    pub fn create_with(&self, allow_processes: bool) -> Result<(), CgroupError> {
         let mut created: Vec<PathBuf> = Vec::new();
-        let r = self.create_inner(&mut created);
+        let r = self.create_inner(&mut created, allow_processes);
         if r.is_err() {
             for dir in created.iter().rev() {
                 let _ = std::fs::remove_dir(dir);
@@ -244,12 +250,16 @@ impl Manager {
         r
     }
 
-    fn create_inner(&self, created: &mut Vec<PathBuf>) -> Result<(), CgroupError> {
+    fn create_inner(
+        &self,
+        created: &mut Vec<PathBuf>,
+        allow_processes: bool,
+    ) -> Result<(), CgroupError> {
         for h in self.hierarchies() {
             let first_new = created.len();
             let made = fsutil::mkdir_p(&h.path, created)
                 .map_err(|e| CgroupError::file("create cgroup", "mkdir", h.path.clone(), e))?;
-            if !made {
+            if !made && !allow_processes {
                 let mut pids = Vec::new();
                 fsutil::collect_pids(&h.path, &mut pids)?;
                 if !pids.is_empty() {
@@ -298,30 +308,44 @@ impl Manager {
 
     /// Move `pid` into the container cgroup of every hierarchy.
     pub fn add_task(&self, pid: i32) -> Result<(), CgroupError> {
-        let value = pid.to_string();
         for h in self.hierarchies() {
-            let file = h.path.join("cgroup.procs");
-            let mut tries = 0;
-            loop {
-                match fsutil::write_raw(&file, &value) {
-                    Ok(()) => break,
-                    // EINVAL: the task may still be TASK_NEW (just forked); runc retries too.
-                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) && tries < 5 => {
-                        tries += 1;
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                    Err(e) => {
-                        return Err(CgroupError::file(
-                            format!("add process {pid} to cgroup"),
-                            "write",
-                            file,
-                            e,
-                        ))
-                    }
+            Self::add_task_to(pid, &h.path)?;
+        }
+        Ok(())
+    }
+
+    /// Move `pid` into the cgroup directory `dir` (one of [`Manager::dirs`], or a cgroup below
+    /// one: `exec --cgroup`).
+    pub fn add_task_to(pid: i32, dir: &Path) -> Result<(), CgroupError> {
+        let value = pid.to_string();
+        let file = dir.join("cgroup.procs");
+        let mut tries = 0;
+        loop {
+            match fsutil::write_raw(&file, &value) {
+                Ok(()) => return Ok(()),
+                // EINVAL: the task may still be TASK_NEW (just forked); runc retries too.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) && tries < 5 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => {
+                    return Err(CgroupError::file(
+                        format!("add process {pid} to cgroup"),
+                        "write",
+                        file,
+                        e,
+                    ))
                 }
             }
         }
-        Ok(())
+    }
+
+    /// The container's directory in every hierarchy, with the v1 controllers of that hierarchy
+    /// (`cpu`, `cpuacct`, `name=systemd`; none for cgroup2).
+    pub fn dirs(&self) -> Vec<(&[String], &Path)> {
+        self.hierarchies()
+            .map(|h| (h.controllers.as_slice(), h.path.as_path()))
+            .collect()
     }
 
     /// The directory used to list processes and to freeze.
@@ -403,6 +427,32 @@ impl Manager {
         }
     }
 
+    /// Whether a process put in the container cgroup now would stop at once: the v1 freezer
+    /// says FROZEN (also when an ancestor is frozen), or the cgroup2 directory (v2, or the
+    /// unified hierarchy of a hybrid host) is frozen, itself or through an ancestor. A cgroup
+    /// that does not exist is not frozen.
+    pub fn frozen_for_new_tasks(&self) -> Result<bool, CgroupError> {
+        if let Some(h) = self.v1_hierarchy("freezer") {
+            if v1::is_frozen(&h.path)? {
+                return Ok(true);
+            }
+        }
+        if let Some(h) = &self.unified {
+            let what = "read freezer state";
+            if let Some(events) = fsutil::read_opt(&h.path, "cgroup.events", what)? {
+                if events.lines().any(|l| l.trim() == "frozen 1") {
+                    return Ok(true);
+                }
+            }
+            if let Some(f) = fsutil::read_opt(&h.path, "cgroup.freeze", what)? {
+                if f.trim() == "1" {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
     /// Send `signal` to every process of the container. SIGKILL goes through cgroup.kill where the kernel
     /// has it (v2, or the unified hierarchy of a hybrid host); otherwise the cgroup is frozen, every process
     /// signalled, and thawed again (so no process can fork past the signal), as runc does.
@@ -420,9 +470,13 @@ impl Manager {
                 }
             }
         }
-        let sig = nix::sys::signal::Signal::try_from(signal).map_err(|_| {
-            CgroupError::invalid("kill all processes", format!("invalid signal {signal}"))
-        })?;
+        // Signal 0 checks that the processes exist, as kill(2) does.
+        let sig = match signal {
+            0 => None,
+            n => Some(nix::sys::signal::Signal::try_from(n).map_err(|_| {
+                CgroupError::invalid("kill all processes", format!("invalid signal {n}"))
+            })?),
+        };
         let was_frozen = self.is_frozen().unwrap_or(false);
         let froze = if was_frozen {
             false
@@ -439,7 +493,7 @@ impl Manager {
             for pid in pids {
                 match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig) {
                     Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
-                    Err(e) => log::warn!("kill all processes: signal {sig} to pid {pid}: {e}"),
+                    Err(e) => log::warn!("kill all processes: signal {signal} to pid {pid}: {e}"),
                 }
             }
         });
@@ -478,6 +532,27 @@ impl Manager {
             }
         }
         Ok(())
+    }
+
+    /// Like [`Manager::destroy`] without waiting: a directory still busy (processes that are
+    /// not the container's, in a cgroup it shared with them) is left in place and returned.
+    pub fn destroy_leaving_busy(&self) -> Result<Vec<PathBuf>, CgroupError> {
+        let mut kept = Vec::new();
+        for h in self.hierarchies() {
+            match fsutil::remove_tree(&h.path) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => kept.push(h.path.clone()),
+                Err(e) => {
+                    return Err(CgroupError::file(
+                        "remove cgroup",
+                        "rmdir",
+                        h.path.clone(),
+                        e,
+                    ))
+                }
+            }
+        }
+        Ok(kept)
     }
 
     /// Resource usage, in the shape of runc's `events --stats` data.

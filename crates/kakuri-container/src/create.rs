@@ -109,6 +109,8 @@ fn default_device_rules() -> Vec<oci::LinuxDeviceCgroup> {
 struct Undo<'a> {
     dir: Option<ContainerDir>,
     cgroup: Option<&'a Manager>,
+    /// The cgroup held other processes before: remove only what is empty.
+    shared_cgroup: bool,
     /// The rootfs bound onto itself in the runtime's mount namespace, and the id of the mount
     /// under it (a container without a mount namespace).
     host_root: Option<(&'a Path, u64)>,
@@ -122,7 +124,12 @@ impl Drop for Undo<'_> {
             }
         }
         if let Some(cg) = self.cgroup {
-            if let Err(e) = cg.destroy() {
+            let r = if self.shared_cgroup {
+                cg.destroy_leaving_busy().map(drop)
+            } else {
+                cg.destroy()
+            };
+            if let Err(e) = r {
                 log::warn!("clean up cgroups after a failed create: {e}");
             }
         }
@@ -386,7 +393,8 @@ impl Runtime {
         }
         if !in_new_userns {
             if let Some(c) = proc_plan.caps.as_mut() {
-                c.drop_ungrantable();
+                self.settle_caps(c)
+                    .map_err(|e| Error::msg(format!("unable to start container process: {e}")))?;
             }
         }
         joins.sort_by_key(|j| j.0);
@@ -475,7 +483,25 @@ impl Runtime {
             process: spec.process().clone(),
             seccomp: linux.seccomp().clone(),
             rootfs_mount_holder: None,
+            shared_cgroup: false,
         };
+        // As runc: a frozen cgroup would stop the init the moment it joins, and create would
+        // wait for it for ever.
+        let frozen = || {
+            cgroup
+                .frozen_for_new_tasks()
+                .map_err(|e| Error::msg(format!("unable to get cgroup freezer state: {e}")))
+        };
+        if frozen()? {
+            return Err(Error::msg("container's cgroup unexpectedly frozen"));
+        }
+        // runc 1.1 warns about a cgroup that already holds processes and goes on (1.2 refuses).
+        let occupants = cgroup.pids().map(|p| p.len()).unwrap_or(0);
+        if occupants > 0 {
+            log::warn!("container's cgroup is not empty: {occupants} process(es) found");
+            log::warn!("DEPRECATED: running a container in a non-empty cgroup (runc 1.2 refuses it; https://github.com/opencontainers/runc/issues/3132)");
+            st.shared_cgroup = ns.clone_flags & libc::CLONE_NEWPID != 0;
+        }
         if shared_mountns {
             st.rootfs_mount_holder =
                 Some(kakuri_isolate::hostmount::holder(&bundle.rootfs).map_err(Error::msg)?);
@@ -489,6 +515,7 @@ impl Runtime {
         let mut undo = Undo {
             dir: Some(dir),
             cgroup: None,
+            shared_cgroup: st.shared_cgroup,
             host_root: None,
         };
         first?;
@@ -511,8 +538,14 @@ impl Runtime {
             }
             _ => None,
         };
-        cgroup.create().map_err(|e| Error::msg(e.to_string()))?;
+        cgroup
+            .create_with(occupants > 0)
+            .map_err(|e| Error::msg(e.to_string()))?;
         undo.cgroup = Some(&cgroup);
+        // A cgroup made just now under a frozen parent is frozen too.
+        if frozen()? {
+            return Err(Error::msg("container's cgroup unexpectedly frozen"));
+        }
         let mut resources = linux.resources().clone().unwrap_or_default();
         {
             let mut rules = resources.devices().clone().unwrap_or_default();
@@ -645,8 +678,20 @@ impl Runtime {
         // Nothing in the container may open this process's /proc/<pid>/exe (the kakuri binary)
         // or its fds (it is visible there when the container shares the host pid namespace).
         kakuri_isolate::make_non_dumpable().map_err(Error::msg)?;
-        let spawned = kakuri_isolate::spawn(&plan, &init, &mut parent)
-            .map_err(|e| Error::msg(format!("unable to start container process: {e}")))?;
+        let mut oom = crate::events::OomWatch::new(&cgroup);
+        let spawned = kakuri_isolate::spawn(&plan, &init, &mut parent).map_err(|e| {
+            // An OOM kill in the new cgroup meanwhile is most probably why the init died,
+            // whatever the error says: runc's text (with --debug, and the error, as runc).
+            let oom_killed = oom.as_mut().is_some_and(|w| w.poll() > 0);
+            let e = if !oom_killed {
+                e.to_string()
+            } else if log::log_enabled!(log::Level::Debug) {
+                format!("{OOM_INIT}: {e}")
+            } else {
+                OOM_INIT.to_string()
+            };
+            Error::msg(format!("unable to start container process: {e}"))
+        })?;
         drop(plan);
         let pid = spawned.pid;
         let (start_time, _) = kakuri_isolate::sys::proc_start_time(pid)
@@ -698,6 +743,9 @@ pub(crate) struct Created {
     pub(crate) dir: ContainerDir,
     pub(crate) state: State,
 }
+
+/// runc's text for an init killed by the OOM killer during `create`.
+const OOM_INIT: &str = "container init was OOM-killed (memory limit too low?)";
 
 /// Write the pid file atomically, as runc does (clients read it the moment create returns).
 pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {

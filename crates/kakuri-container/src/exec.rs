@@ -1,10 +1,10 @@
 //! `exec`: run a new process inside a running container, as runc does.
 
 use std::cell::Cell;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use kakuri_isolate::exec::ExecPlan;
@@ -34,8 +34,8 @@ pub struct ExecOptions {
     pub preserve_fds: u32,
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
-    /// A sub-cgroup of the container's cgroup to put the process in.
-    pub cgroup: Option<String>,
+    /// `--cgroup` arguments: sub-cgroups of the container's cgroup to put the process in.
+    pub cgroup: Vec<String>,
     pub ignore_paused: bool,
     /// `--apparmor`: the AppArmor profile of the process.
     pub apparmor: Option<String>,
@@ -67,6 +67,7 @@ fn merge_env(base: &mut Vec<String>, extra: &[String]) {
 fn exec_process(o: &ExecOptions, base: Option<&oci::Process>) -> Result<oci::Process, Error> {
     if let Some(f) = &o.process_file {
         let bytes = std::fs::read(f).map_err(|e| Error::io(format!("read {}", f.display()), e))?;
+        let bytes = with_default_user(bytes);
         return kakuri_spec::from_json_dropping_unknown_caps(&bytes, "/capabilities")
             .map_err(|e| Error::msg(format!("{}: field {}: {}", f.display(), e.path, e.inner)));
     }
@@ -136,70 +137,131 @@ fn exec_process(o: &ExecOptions, base: Option<&oci::Process>) -> Result<oci::Pro
     Ok(p)
 }
 
+/// runc reads `--process` into a Go struct, so a missing `user` is uid 0, gid 0. Insert that
+/// right after the opening brace (line numbers in later errors stay those of the file).
+fn with_default_user(bytes: Vec<u8>) -> Vec<u8> {
+    let Ok(serde_json::Value::Object(top)) = serde_json::from_slice(&bytes) else {
+        return bytes;
+    };
+    if top.contains_key("user") {
+        return bytes;
+    }
+    let Some(brace) = bytes.iter().position(|b| *b == b'{') else {
+        return bytes;
+    };
+    let user: &[u8] = if top.is_empty() {
+        br#""user":{"uid":0,"gid":0}"#
+    } else {
+        br#""user":{"uid":0,"gid":0},"#
+    };
+    let mut out = Vec::with_capacity(bytes.len() + user.len());
+    out.extend_from_slice(&bytes[..=brace]);
+    out.extend_from_slice(user);
+    out.extend_from_slice(&bytes[brace + 1..]);
+    out
+}
+
+/// `--cgroup` arguments, read as runc's `getSubCgroupPaths`: `NAME` alone (only when given
+/// once) for every hierarchy, or `CONTROLLER[,CONTROLLER]:NAME` (repeatable). Key "" means
+/// every hierarchy.
+fn sub_cgroups(args: &[String]) -> Result<BTreeMap<String, String>, Error> {
+    let mut out = BTreeMap::new();
+    for a in args {
+        let parts: Vec<&str> = a.splitn(3, ':').collect();
+        match parts.as_slice() {
+            [name] => {
+                if args.len() != 1 {
+                    return Err(Error::msg(format!(
+                        "exec failed: invalid --cgroup argument: {a} (missing <controller>: prefix)"
+                    )));
+                }
+                out.insert(String::new(), name.to_string());
+            }
+            [ctrls, name] => {
+                for c in ctrls.split(',') {
+                    out.insert(c.to_string(), name.to_string());
+                }
+            }
+            _ => {
+                return Err(Error::msg(format!(
+                    "exec failed: invalid --cgroup argument: {a}"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `base` joined with the sub-cgroup `sub` as Go's path.Join would, refusing a result outside
+/// `base` (runc: "NAME is not a sub cgroup path").
+fn sub_cgroup_dir(base: &Path, sub: &str) -> Result<PathBuf, String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in sub.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return Err(format!("{sub} is not a sub cgroup path"));
+                }
+            }
+            c => parts.push(c),
+        }
+    }
+    Ok(parts.iter().fold(base.to_path_buf(), |p, c| p.join(c)))
+}
+
+/// Where the exec'd process goes in each hierarchy of the container: its cgroup, or the
+/// sub-cgroup `--cgroup` names for that hierarchy (all of them for a bare NAME).
+fn exec_cgroup_dirs(
+    cgroup: &kakuri_cgroups::Manager,
+    subs: &BTreeMap<String, String>,
+) -> Result<Vec<PathBuf>, String> {
+    let dirs = cgroup.dirs();
+    if let Some(sub) = subs.get("") {
+        return dirs
+            .iter()
+            .map(|(_, base)| sub_cgroup_dir(base, sub))
+            .collect();
+    }
+    for ctrl in subs.keys() {
+        if !dirs.iter().any(|(ctrls, _)| ctrls.contains(ctrl)) {
+            return Err(format!("unknown controller {ctrl} in SubCgroupPaths"));
+        }
+    }
+    let mut out = Vec::with_capacity(dirs.len());
+    for (ctrls, base) in dirs {
+        let mut named = ctrls.iter().filter_map(|c| subs.get(c).map(|s| (c, s)));
+        let dir = match named.next() {
+            None => base.to_path_buf(),
+            Some((c1, sub)) => {
+                // Controllers of one hierarchy share one directory.
+                if let Some((c2, other)) = named.find(|(_, s)| *s != sub) {
+                    return Err(format!(
+                        "--cgroup: {c1} and {c2} are in one hierarchy ({}) but name different sub-cgroups ({sub:?}, {other:?})",
+                        base.display()
+                    ));
+                }
+                sub_cgroup_dir(base, sub)?
+            }
+        };
+        out.push(dir);
+    }
+    Ok(out)
+}
+
 struct ExecParent<'a> {
-    cgroup: &'a kakuri_cgroups::Manager,
-    sub: Option<&'a str>,
+    /// The cgroup directories to put the process in, one per hierarchy.
+    cgroup_dirs: Vec<PathBuf>,
     state: &'a crate::State,
     status: &'static str,
 }
 
 impl ParentSteps for ExecParent<'_> {
     fn placed(&mut self, pid: i32) -> Result<(), String> {
-        match self.sub {
-            None => self.cgroup.add_task(pid).map_err(|e| e.to_string()),
-            Some(sub) => {
-                // `--cgroup name` or `--cgroup controller[,controller]:name`: the process goes
-                // to the container's cgroups, then to the sub-cgroup of the hierarchies named.
-                self.cgroup.add_task(pid).map_err(|e| e.to_string())?;
-                let (ctrls, name) = match sub.split_once(':') {
-                    Some((c, n)) => (c.split(',').filter(|c| !c.is_empty()).collect(), n),
-                    None => (Vec::new(), sub),
-                };
-                if name.is_empty() || name.split('/').any(|c| c == "..") {
-                    return Err(format!("--cgroup {sub}: invalid sub-cgroup name"));
-                }
-                // As runc: the sub-cgroup must exist in every hierarchy selected (all of them
-                // without a controller list).
-                let all = self.cgroup.all_paths();
-                let v2 = all.len() == 1;
-                let mut done = false;
-                for p in &all {
-                    if !ctrls.is_empty() && !v2 {
-                        // v1 paths are /sys/fs/cgroup/<controllers>/...
-                        let hier = p
-                            .strip_prefix("/sys/fs/cgroup")
-                            .ok()
-                            .and_then(|r| r.components().next())
-                            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                            .unwrap_or_default();
-                        if !hier.split(',').any(|h| ctrls.contains(&h)) {
-                            continue;
-                        }
-                    }
-                    let dir = p.join(name);
-                    if !dir.is_dir() {
-                        return Err(format!(
-                            "--cgroup {sub}: no such sub-cgroup {}",
-                            dir.display()
-                        ));
-                    }
-                    std::fs::write(dir.join("cgroup.procs"), pid.to_string()).map_err(|e| {
-                        format!(
-                            "--cgroup {sub}: {}: {}",
-                            dir.display(),
-                            kakuri_spec::os_error(&e)
-                        )
-                    })?;
-                    done = true;
-                }
-                if !done {
-                    return Err(format!(
-                        "--cgroup {sub}: no hierarchy of the container matches"
-                    ));
-                }
-                Ok(())
-            }
+        for dir in &self.cgroup_dirs {
+            kakuri_cgroups::Manager::add_task_to(pid, dir).map_err(|e| e.to_string())?;
         }
+        Ok(())
     }
 
     fn create_runtime(&mut self, _pid: i32) -> Result<(), String> {
@@ -235,11 +297,20 @@ impl Runtime {
         } else {
             Some(dir)
         };
+        let cgroup_dirs = exec_cgroup_dirs(&st.cgroup, &sub_cgroups(&o.cgroup)?).map_err(|e| {
+            Error::msg(format!(
+                "exec failed: unable to start container process: {e}"
+            ))
+        })?;
         let spec = exec_process(o, st.process.as_ref())?;
         let mut plan_proc = ProcessPlan::from_spec(&spec).map_err(Error::msg)?;
         if !st.namespaces.iter().any(|n| n == "user") {
             if let Some(c) = plan_proc.caps.as_mut() {
-                c.drop_ungrantable();
+                self.settle_caps(c).map_err(|e| {
+                    Error::msg(format!(
+                        "exec failed: unable to start container process: {e}"
+                    ))
+                })?;
             }
         }
         kakuri_isolate::lsm::check_available(
@@ -294,13 +365,19 @@ impl Runtime {
             host_pid: Cell::new(0),
         };
         let mut parent = ExecParent {
-            cgroup: &st.cgroup,
-            sub: o.cgroup.as_deref(),
+            cgroup_dirs,
             state: &st,
             status: status.as_str(),
         };
         kakuri_isolate::make_non_dumpable().map_err(Error::msg)?;
+        let mut oom = crate::events::OomWatch::new(&st.cgroup);
         let pid = kakuri_isolate::exec::spawn_exec(&plan, &init, &mut parent).map_err(|e| {
+            // runc's words: an OOM kill in the container's cgroup meanwhile might be the cause.
+            let e = if oom.as_mut().is_some_and(|w| w.poll() > 0) {
+                format!("{e} (possibly OOM-killed)")
+            } else {
+                e.to_string()
+            };
             Error::msg(format!(
                 "exec failed: unable to start container process: {e}"
             ))
@@ -333,6 +410,39 @@ mod tests {
         let mut e = vec!["PATH=/bin".to_string(), "A=1".to_string()];
         merge_env(&mut e, &["A=2".to_string(), "B=3".to_string()]);
         assert_eq!(e, ["PATH=/bin", "A=2", "B=3"]);
+    }
+
+    #[test]
+    fn process_file_user_defaults_to_root() {
+        let p = |s: &str| String::from_utf8(with_default_user(s.as_bytes().to_vec())).unwrap();
+        assert_eq!(
+            p(" {\"args\":[\"id\"]}"),
+            " {\"user\":{\"uid\":0,\"gid\":0},\"args\":[\"id\"]}"
+        );
+        assert_eq!(p("{}"), "{\"user\":{\"uid\":0,\"gid\":0}}");
+        let given = "{\"user\":{\"uid\":5,\"gid\":6}}";
+        assert_eq!(p(given), given);
+        assert_eq!(p("[1]"), "[1]");
+    }
+
+    #[test]
+    fn cgroup_arguments_as_runc() {
+        let v = |a: &[&str]| sub_cgroups(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let m = v(&["foo"]).unwrap();
+        assert_eq!(m.get(""), Some(&"foo".to_string()));
+        let m = v(&["cpu,memory:a", "pids:b/c"]).unwrap();
+        assert_eq!(m.len(), 3);
+        assert_eq!(m["cpu"], "a");
+        assert_eq!(m["memory"], "a");
+        assert_eq!(m["pids"], "b/c");
+        let e = v(&["a", "pids:b"]).unwrap_err().to_string();
+        assert!(e.ends_with("invalid --cgroup argument: a (missing <controller>: prefix)"));
+        let e = v(&["a:b:c"]).unwrap_err().to_string();
+        assert!(e.ends_with("invalid --cgroup argument: a:b:c"), "{e}");
+        let base = Path::new("/sys/fs/cgroup/pids/ct");
+        assert_eq!(sub_cgroup_dir(base, "x/../y").unwrap(), base.join("y"));
+        assert_eq!(sub_cgroup_dir(base, "/abs").unwrap(), base.join("abs"));
+        assert!(sub_cgroup_dir(base, "../x").is_err());
     }
 
     #[test]

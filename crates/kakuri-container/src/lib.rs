@@ -52,9 +52,16 @@ impl Error {
 pub struct Runtime {
     pub root: PathBuf,
     pub systemd_cgroup: bool,
+    /// `KAKURI_DROP_UNGRANTABLE_CAPS=1` (for nested hosts with a reduced bounding set):
+    /// capabilities outside the runtime's bounding set are dropped with a warning instead of
+    /// failing `create`/`exec` as runc does.
+    pub drop_ungrantable_caps: bool,
 }
 
-/// The state of a container, as `state` prints it (runc's shape).
+/// The environment variable that sets [`Runtime::drop_ungrantable_caps`].
+pub const DROP_UNGRANTABLE_CAPS_ENV: &str = "KAKURI_DROP_UNGRANTABLE_CAPS";
+
+/// The state of a container, as `state` prints it (runc's shape and key order).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StateOutput {
@@ -65,9 +72,13 @@ pub struct StateOutput {
     pub bundle: PathBuf,
     pub rootfs: PathBuf,
     pub created: String,
-    pub owner: String,
-    #[serde(skip_serializing_if = "std::collections::HashMap::is_empty")]
+    /// Sorted by key, as Go prints a map.
+    #[serde(
+        skip_serializing_if = "std::collections::HashMap::is_empty",
+        serialize_with = "sorted_map"
+    )]
     pub annotations: std::collections::HashMap<String, String>,
+    pub owner: String,
 }
 
 /// The state passed to hooks on stdin: the runtime-spec `state` object.
@@ -112,9 +123,20 @@ pub struct ListEntry {
     pub bundle: PathBuf,
     pub rootfs: PathBuf,
     pub created: String,
-    #[serde(skip_serializing_if = "std::collections::HashMap::is_empty")]
+    /// Sorted by key, as Go prints a map.
+    #[serde(
+        skip_serializing_if = "std::collections::HashMap::is_empty",
+        serialize_with = "sorted_map"
+    )]
     pub annotations: std::collections::HashMap<String, String>,
     pub owner: String,
+}
+
+fn sorted_map<S: serde::Serializer>(
+    m: &std::collections::HashMap<String, String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(m.iter().collect::<std::collections::BTreeMap<_, _>>())
 }
 
 fn user_name(uid: u32) -> String {
@@ -151,10 +173,11 @@ fn wait_gone(pid: i32, timeout: Duration) -> bool {
     }
 }
 
-/// Parse a signal as runc does: a name with or without `SIG`, or a number.
+/// Parse a signal as runc does: a name with or without `SIG`, or a number (0 only checks that
+/// the process exists, as kill(2)).
 pub fn parse_signal(s: &str) -> Result<i32, Error> {
     if let Ok(n) = s.parse::<i32>() {
-        if n > 0 && n <= libc::SIGRTMAX() {
+        if n >= 0 && n <= libc::SIGRTMAX() {
             return Ok(n);
         }
         return Err(Error::msg(format!("unknown signal {s:?}")));
@@ -175,7 +198,40 @@ impl Runtime {
         Runtime {
             root: root.into(),
             systemd_cgroup: false,
+            drop_ungrantable_caps: false,
         }
+    }
+
+    /// Capabilities the process asks for that the runtime cannot grant (not in its bounding
+    /// set; only asked for a process that stays in the runtime's user namespace). As runc: one
+    /// in the effective, permitted or inheritable set fails with runc's text (`capset` would
+    /// fail with EPERM); with `drop_ungrantable_caps` they are dropped with a warning instead.
+    /// One only in the bounding or ambient set is left out, with a warning (runc says nothing).
+    pub(crate) fn settle_caps(&self, caps: &mut kakuri_isolate::CapSets) -> Result<(), String> {
+        let missing = caps.ungrantable();
+        if missing == 0 {
+            return Ok(());
+        }
+        let names = kakuri_isolate::process::cap_names(missing);
+        let refused = caps.refused_by_capset(missing);
+        if refused != 0 && !self.drop_ungrantable_caps {
+            log::warn!(
+                "process.capabilities: [{}] not in the runtime's bounding set: cannot be granted (set {DROP_UNGRANTABLE_CAPS_ENV}=1 to drop them instead)",
+                kakuri_isolate::process::cap_names(refused)
+            );
+            return Err("unable to apply caps: operation not permitted".into());
+        }
+        if refused != 0 {
+            log::warn!(
+                "dropping capabilities the runtime cannot grant (not in its bounding set; {DROP_UNGRANTABLE_CAPS_ENV}=1): [{names}]"
+            );
+        } else {
+            log::warn!(
+                "leaving out capabilities the runtime does not have (not in its bounding set) from the bounding and ambient sets: [{names}]"
+            );
+        }
+        caps.remove(missing);
+        Ok(())
     }
 
     pub fn open(&self, id: &str) -> Result<(ContainerDir, State, Status), Error> {
@@ -225,6 +281,24 @@ impl Runtime {
     /// `kill ID SIGNAL [--all]`.
     pub fn kill(&self, id: &str, sig: i32, all: bool) -> Result<(), Error> {
         let (_dir, st, status) = self.open(id)?;
+        if all && status == Status::Stopped {
+            // As runc: `--all` on a container whose init has exited signals what is left in
+            // its cgroup (processes of a container without its own pid namespace), which is
+            // usually nothing, and succeeds. containerd calls it after every exit. A cgroup
+            // shared with other processes holds nothing of a stopped container.
+            if st.shared_cgroup || st.cgroup.pids().map(|p| p.is_empty()).unwrap_or(true) {
+                return Ok(());
+            }
+            return st
+                .cgroup
+                .kill_all(sig)
+                .map_err(|e| Error::msg(format!("kill all processes of {id}: {e}")));
+        }
+        if all && status == Status::Creating {
+            // No init yet (or a killed create): nothing to signal; runc >= 1.2 ignores "not
+            // running" with --all.
+            return Ok(());
+        }
         if status == Status::Stopped || status == Status::Creating {
             return Err(Error::NotRunning);
         }
@@ -457,7 +531,10 @@ fn signal_init(st: &State, sig: i32) -> Result<(), Error> {
 
 /// SIGKILL the init (and, through the cgroup, everything else in the container) and wait.
 fn stop_init(st: &State) -> Result<(), Error> {
-    if let Err(e) = st.cgroup.kill_all(libc::SIGKILL) {
+    if st.shared_cgroup {
+        // Only the init: the kernel kills the rest of its pid namespace; the cgroup's other
+        // processes are not the container's.
+    } else if let Err(e) = st.cgroup.kill_all(libc::SIGKILL) {
         log::debug!("kill all through the cgroup: {e}");
     }
     if st.pid <= 0 {
@@ -485,7 +562,7 @@ fn stop_init(st: &State) -> Result<(), Error> {
 /// joined one) can still have processes in its cgroup, which the kernel did not kill with the
 /// init: kill them, as runc does, so that the cgroup can be removed.
 fn kill_leftovers(st: &State) -> Result<(), Error> {
-    if st.cgroup.pids().map(|p| p.is_empty()).unwrap_or(true) {
+    if st.shared_cgroup || st.cgroup.pids().map(|p| p.is_empty()).unwrap_or(true) {
         return Ok(());
     }
     st.cgroup
@@ -504,9 +581,23 @@ fn destroy(dir: ContainerDir, st: &State) -> Result<(), Error> {
         kakuri_isolate::hostmount::release(&st.rootfs, holder)
             .map_err(|e| Error::msg(format!("remove the rootfs mounts of {}: {e}", st.id)))?;
     }
-    st.cgroup
-        .destroy()
-        .map_err(|e| Error::msg(format!("remove cgroups of {}: {e}", st.id)))?;
+    if st.shared_cgroup {
+        let kept = st
+            .cgroup
+            .destroy_leaving_busy()
+            .map_err(|e| Error::msg(format!("remove cgroups of {}: {e}", st.id)))?;
+        for k in kept {
+            log::warn!(
+                "cgroup {} of {} not removed: it holds processes that are not the container's",
+                k.display(),
+                st.id
+            );
+        }
+    } else {
+        st.cgroup
+            .destroy()
+            .map_err(|e| Error::msg(format!("remove cgroups of {}: {e}", st.id)))?;
+    }
     dir.remove()?;
     if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststop().as_ref()) {
         let json = HookState::of(st, "stopped", None).json();
@@ -527,7 +618,8 @@ mod tests {
         assert_eq!(parse_signal("15").unwrap(), 15);
         assert_eq!(parse_signal("TERM").unwrap(), 15);
         assert!(parse_signal("FOO").is_err());
-        assert!(parse_signal("0").is_err());
+        assert_eq!(parse_signal("0").unwrap(), 0);
+        assert!(parse_signal("-1").is_err());
         assert!(parse_signal("1000").is_err());
     }
 }

@@ -79,6 +79,12 @@ pub struct State {
     /// (kakuri_isolate::hostmount).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rootfs_mount_holder: Option<u64>,
+    /// The cgroup already held other processes when the container was created (runc 1.1
+    /// allows that with a warning) and the container has its own pid namespace: `delete` then
+    /// kills only the init (the kernel kills the rest of the namespace) and leaves the cgroup
+    /// to its other processes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared_cgroup: bool,
 }
 
 pub const STATE_FILE: &str = "state.json";

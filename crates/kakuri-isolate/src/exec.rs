@@ -137,7 +137,9 @@ pub fn spawn_exec(
                 Err(e) => e,
             };
             if cch.send(&Msg::Error(err.clone())).is_err() {
-                eprintln!("kakuri exec: {err}");
+                // Best effort: a write error must not panic (its stderr may be a closed pipe).
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stderr(), "kakuri exec: {err}");
             }
             sys::exit_now(255);
         }

@@ -371,7 +371,9 @@ pub fn spawn(
             };
             if cch.send(&Msg::Error(err.clone())).is_err() {
                 // The runtime is gone (after Ready): the container's stderr is all there is.
-                eprintln!("kakuri: container init: {err}");
+                // Best effort: a write error must not panic (its stderr may be a closed pipe).
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stderr(), "kakuri: container init: {err}");
             }
             sys::exit_now(1);
         }

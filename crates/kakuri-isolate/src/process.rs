@@ -23,13 +23,11 @@ pub struct CapSets {
 }
 
 impl CapSets {
-    /// runtime-spec 1.3: runtimes "SHOULD NOT fail if the container configuration requests
-    /// capabilities that cannot be granted, for example, if the runtime operates in a
-    /// restricted environment", and such a value "MUST be logged as a warning". A process that
-    /// stays in the runtime's user namespace can hold only capabilities in the runtime's own
-    /// bounding set: drop the others from every set, with a warning naming them. (In a new or
-    /// joined user namespace every capability of that namespace can be granted.)
-    pub fn drop_ungrantable(&mut self) {
+    /// The capabilities asked for, in any set, that this process cannot grant: those missing
+    /// from its own bounding set (or unknown to the kernel). A process that stays in the
+    /// runtime's user namespace can hold no others. (In a new or joined user namespace every
+    /// capability of that namespace can be granted: do not ask there.)
+    pub fn ungrantable(&self) -> u64 {
         let asked =
             self.bounding | self.effective | self.permitted | self.inheritable | self.ambient;
         // Only the capabilities asked for are looked up (one prctl each, on the start path).
@@ -40,22 +38,18 @@ impl CapSets {
                 missing |= 1 << i;
             }
         }
-        if missing == 0 {
-            return;
-        }
-        let names: Vec<String> = (0..64u8)
-            .filter(|i| missing & (1u64 << i) != 0)
-            .map(|i| {
-                caps::all()
-                    .into_iter()
-                    .find(|c| c.index() == i)
-                    .map_or_else(|| format!("capability {i}"), |c| c.to_string())
-            })
-            .collect();
-        log::warn!(
-            "ignoring capabilities the runtime cannot grant (not in its bounding set): [{}]",
-            names.join(" ")
-        );
+        missing
+    }
+
+    /// Of `missing`, those `capset(2)` would refuse (`EPERM`): in the effective, permitted or
+    /// inheritable set. The bounding and ambient sets can only lose capabilities, so one the
+    /// process lacks there is just left out (runc does not fail for those).
+    pub fn refused_by_capset(&self, missing: u64) -> u64 {
+        missing & (self.effective | self.permitted | self.inheritable)
+    }
+
+    /// Take `mask` out of every set.
+    pub fn remove(&mut self, mask: u64) {
         for set in [
             &mut self.bounding,
             &mut self.effective,
@@ -63,9 +57,23 @@ impl CapSets {
             &mut self.inheritable,
             &mut self.ambient,
         ] {
-            *set &= !missing;
+            *set &= !mask;
         }
     }
+}
+
+/// The names of the capabilities in `mask`: `CAP_SYS_RESOURCE CAP_SYS_NICE`.
+pub fn cap_names(mask: u64) -> String {
+    (0..64u8)
+        .filter(|i| mask & (1u64 << i) != 0)
+        .map(|i| {
+            caps::all()
+                .into_iter()
+                .find(|c| c.index() == i)
+                .map_or_else(|| format!("capability {i}"), |c| c.to_string())
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// One `setrlimit` to make.

@@ -141,7 +141,6 @@ pub fn events(rt: &Runtime, a: &EventsArgs) -> Result<u8, Error> {
     // runc's order of checks: the container exists, the interval is valid, it is not stopped.
     rt.state(&a.id)?;
     events::check_interval(a.interval)?;
-    let stdout = std::io::stdout();
     if a.stats {
         let s = rt.stats(&a.id)?;
         let ev = Event {
@@ -149,20 +148,18 @@ pub fn events(rt: &Runtime, a: &EventsArgs) -> Result<u8, Error> {
             id: &a.id,
             data: Some(s),
         };
-        let mut out = stdout.lock();
-        return match out
-            .write_all(ev.line().as_bytes())
-            .and_then(|_| out.flush())
-        {
-            Ok(()) => Ok(0),
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
-            Err(e) => Err(Error::io("write event", e)),
-        };
+        return crate::output::stdout(ev.line().as_bytes()).map(|()| 0);
     }
     rt.events(&a.id, a.interval, &mut |ev| {
-        let mut out = stdout.lock();
-        out.write_all(ev.line().as_bytes())?;
-        out.flush()
+        let mut out = std::io::stdout().lock();
+        match out
+            .write_all(ev.line().as_bytes())
+            .and_then(|()| out.flush())
+        {
+            // The reader has gone: end quietly (crate::output), as for every other command.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => crate::output::broken_pipe(),
+            r => r,
+        }
     })?;
     Ok(0)
 }

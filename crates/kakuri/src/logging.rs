@@ -5,6 +5,8 @@
 use std::io::Write;
 use std::path::Path;
 
+use kakuri_container::Error;
+
 /// The current time as RFC 3339 UTC with seconds, as logrus prints it.
 fn now() -> String {
     let t = kakuri_container::state::now_rfc3339();
@@ -27,9 +29,47 @@ fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
 }
 
+/// The `--log` file. A write that fails (a full disk, `/dev/full`) is reported once on stderr,
+/// as runc (logrus) does, and the command goes on with its own exit code.
+struct LogFile {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+    reported: bool,
+}
+
+impl LogFile {
+    fn report(&mut self, e: &std::io::Error) {
+        if !self.reported {
+            self.reported = true;
+            crate::output::stderr_line(&format!(
+                "kakuri: failed to write to log file {}: {}",
+                self.path.display(),
+                kakuri_spec::os_error(e)
+            ));
+        }
+    }
+}
+
+impl Write for LogFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.file.write_all(buf) {
+            Ok(()) => Ok(buf.len()),
+            Err(e) => {
+                self.report(&e);
+                Err(e)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
 /// Set up logging; returns true when the log goes to a file (then errors are also printed
-/// plainly on stderr).
-pub fn init(file: Option<&Path>, json: bool, debug: bool) -> bool {
+/// plainly on stderr). A `--log` file that cannot be opened is an error (runc's text:
+/// `open FILE: ...`); the logger then writes to stderr so that the error can be logged.
+pub fn init(file: Option<&Path>, json: bool, debug: bool) -> Result<bool, Error> {
     let mut b = env_logger::Builder::new();
     b.filter_level(if debug {
         log::LevelFilter::Debug
@@ -55,24 +95,30 @@ pub fn init(file: Option<&Path>, json: bool, debug: bool) -> bool {
             )
         }
     });
-    let mut to_file = false;
+    let mut result = Ok(false);
     if let Some(p) = file {
         match std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(p)
         {
-            Ok(f) => {
-                b.target(env_logger::Target::Pipe(Box::new(f)));
-                to_file = true;
+            Ok(file) => {
+                b.target(env_logger::Target::Pipe(Box::new(LogFile {
+                    file,
+                    path: p.to_path_buf(),
+                    reported: false,
+                })));
+                result = Ok(true);
             }
-            Err(e) => eprintln!(
-                "kakuri: cannot open log file {}: {}; logging to stderr",
-                p.display(),
-                kakuri_spec::os_error(&e)
-            ),
+            Err(e) => {
+                result = Err(Error::msg(format!(
+                    "open {}: {}",
+                    p.display(),
+                    kakuri_spec::os_error(&e)
+                )))
+            }
         }
     }
     let _ = b.try_init();
-    to_file
+    result
 }

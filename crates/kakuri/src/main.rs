@@ -6,8 +6,8 @@
 
 mod cgroup_cmds;
 mod logging;
+mod output;
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -136,9 +136,10 @@ struct ExecArgs {
     /// Write the process's pid to this file
     #[arg(long = "pid-file")]
     pid_file: Option<PathBuf>,
-    /// Put the process in this sub-cgroup of the container
-    #[arg(long)]
-    cgroup: Option<String>,
+    /// Put the process in a sub-cgroup of the container: NAME, or CONTROLLER[,CONTROLLER]:NAME
+    /// (repeatable)
+    #[arg(long, value_name = "[CONTROLLER:]NAME")]
+    cgroup: Vec<String>,
     /// Allow exec in a paused container
     #[arg(long = "ignore-paused")]
     ignore_paused: bool,
@@ -235,13 +236,14 @@ fn default_root() -> PathBuf {
     }
 }
 
-fn print_version() {
-    println!("kakuri version {}", env!("CARGO_PKG_VERSION"));
-    println!(
-        "commit: {}",
-        option_env!("KAKURI_COMMIT").unwrap_or("unknown")
+fn print_version() -> Outcome {
+    let text = format!(
+        "kakuri version {}\ncommit: {}\nspec: {}\n",
+        env!("CARGO_PKG_VERSION"),
+        option_env!("KAKURI_COMMIT").unwrap_or("unknown"),
+        kakuri_spec::OCI_VERSION
     );
-    println!("spec: {}", kakuri_spec::OCI_VERSION);
+    output::stdout(text.as_bytes()).map(|()| 0)
 }
 
 /// What a command produced: an exit code, or an error to report.
@@ -250,25 +252,46 @@ type Outcome = Result<u8, Error>;
 fn main() -> ExitCode {
     let mut cli = match Cli::try_parse() {
         Ok(c) => c,
+        // Usage errors go to stderr (exit 1); --help and the like to stdout (exit 0).
+        Err(e) if e.use_stderr() => {
+            output::stderr_line(e.render().to_string().trim_end());
+            return ExitCode::from(1);
+        }
         Err(e) => {
-            let code = if e.use_stderr() { 1 } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
+            let _ = logging::init(None, false, false);
+            let text = e.render().to_string();
+            return finish(None, output::stdout(text.as_bytes()).map(|()| 0), false);
         }
     };
+    let json = cli.log_format == "json";
+    if cli.version || cli.cmd.is_none() {
+        // Like runc, neither --version nor the help opens --log.
+        let _ = logging::init(None, json, cli.debug);
+    }
     if cli.version {
-        print_version();
-        return ExitCode::SUCCESS;
+        return finish(None, print_version(), false);
     }
     let Some(cmd) = cli.cmd.take() else {
         use clap::CommandFactory;
-        let _ = Cli::command().print_help();
-        return ExitCode::SUCCESS;
+        let help = Cli::command().render_help().to_string();
+        return finish(None, output::stdout(help.as_bytes()).map(|()| 0), false);
     };
-    let log_to_file = logging::init(cli.log.as_deref(), cli.log_format == "json", cli.debug);
+    let log_to_file = match logging::init(cli.log.as_deref(), json, cli.debug) {
+        Ok(to_file) => to_file,
+        // runc: "open FILE: ...", exit 1. The log then goes to stderr, in the chosen format.
+        Err(e) => return finish(None, Err(e), false),
+    };
     let mut rt = Runtime::new(cli.root.clone().unwrap_or_else(default_root));
     rt.systemd_cgroup = cli.systemd_cgroup;
+    rt.drop_ungrantable_caps =
+        std::env::var_os(kakuri_container::DROP_UNGRANTABLE_CAPS_ENV).is_some_and(|v| v == "1");
     let (prefix, outcome) = dispatch(&rt, cmd, &cli);
+    finish(prefix, outcome, log_to_file)
+}
+
+/// Report the outcome of a command: its exit code, or its error logged once (and printed
+/// plainly on stderr too when the log goes to a file).
+fn finish(prefix: Option<&str>, outcome: Outcome, log_to_file: bool) -> ExitCode {
     match outcome {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -279,7 +302,7 @@ fn main() -> ExitCode {
             };
             log::error!("{msg}");
             if log_to_file {
-                eprintln!("{msg}");
+                output::stderr_line(&msg);
             }
             // runc's exec reports its own failures with 255, apart from the process's codes.
             ExitCode::from(if prefix == Some("exec") { 255 } else { 1 })
@@ -301,13 +324,7 @@ fn dispatch(rt: &Runtime, cmd: Cmd, cli: &Cli) -> (Option<&'static str>, Outcome
                 .map(|c| c.clamp(0, 255) as u8),
         ),
         Cmd::Start { id } => (None, rt.start(&id).map(|_| 0)),
-        Cmd::State { id } => (
-            None,
-            rt.state(&id).map(|s| {
-                print_json(&serde_json::to_value(s).unwrap_or_default(), true);
-                0
-            }),
-        ),
+        Cmd::State { id } => (None, rt.state(&id).and_then(|s| print_json(&s, true))),
         Cmd::Kill { id, signal, all } => (
             None,
             // Like runc: an unknown container is reported before a bad signal.
@@ -354,22 +371,21 @@ fn dispatch(rt: &Runtime, cmd: Cmd, cli: &Cli) -> (Option<&'static str>, Outcome
         }
         Cmd::Update(a) => (None, cgroup_cmds::update(rt, &a)),
         Cmd::Events(a) => (None, cgroup_cmds::events(rt, &a)),
-        Cmd::Features => {
-            print_json(&kakuri_container::features::features(), true);
-            (None, Ok(0))
-        }
+        Cmd::Features => (
+            None,
+            print_json(&kakuri_container::features::features(), true),
+        ),
     }
 }
 
-fn print_json(v: &serde_json::Value, pretty: bool) {
+fn print_json<T: serde::Serialize + ?Sized>(v: &T, pretty: bool) -> Outcome {
     let s = if pretty {
         serde_json::to_string_pretty(v)
     } else {
         serde_json::to_string(v)
     }
-    .unwrap_or_default();
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{s}");
+    .map_err(|e| Error::msg(format!("encode JSON: {e}")))?;
+    output::stdout(format!("{}\n", output::go_html_escape(&s)).as_bytes()).map(|()| 0)
 }
 
 /// A table like Go's tabwriter with minwidth 12, tabwidth 1, padding 3 (runc's `list`).
@@ -398,21 +414,21 @@ fn table(rows: &[Vec<String>]) -> String {
 
 fn list(rt: &Runtime, format: &str, quiet: bool) -> Outcome {
     let entries = rt.list()?;
-    let mut out = std::io::stdout().lock();
     if quiet {
+        let mut text = String::new();
         for e in &entries {
-            let _ = writeln!(out, "{}", e.id);
+            text.push_str(&e.id);
+            text.push('\n');
         }
-        return Ok(0);
+        return output::stdout(text.as_bytes()).map(|()| 0);
     }
     if format == "json" {
-        let v = if entries.is_empty() {
-            serde_json::Value::Null
+        // runc prints `null` for no containers, and the keys in its struct's order.
+        return if entries.is_empty() {
+            output::stdout(b"null\n").map(|()| 0)
         } else {
-            serde_json::to_value(&entries).unwrap_or_default()
+            print_json(&entries, false)
         };
-        let _ = writeln!(out, "{}", serde_json::to_string(&v).unwrap_or_default());
-        return Ok(0);
     }
     let mut rows = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
         .iter()
@@ -428,15 +444,13 @@ fn list(rt: &Runtime, format: &str, quiet: bool) -> Outcome {
             e.owner.clone(),
         ]);
     }
-    let _ = out.write_all(table(&rows).as_bytes());
-    Ok(0)
+    output::stdout(table(&rows).as_bytes()).map(|()| 0)
 }
 
 fn ps(rt: &Runtime, id: &str, format: &str, ps_args: &[String]) -> Outcome {
     let pids = rt.pids(id)?;
     if format == "json" {
-        print_json(&serde_json::to_value(&pids).unwrap_or_default(), false);
-        return Ok(0);
+        return print_json(&pids, false);
     }
     let args: Vec<String> = if ps_args.is_empty() {
         vec!["-ef".into()]
@@ -461,18 +475,18 @@ fn ps(rt: &Runtime, id: &str, format: &str, ps_args: &[String]) -> Outcome {
         .split_whitespace()
         .position(|h| h == "PID")
         .ok_or_else(|| Error::msg("couldn't find PID field in ps output"))?;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{header}");
+    let mut out = format!("{header}\n");
     for l in lines {
         let pid: Option<i32> = l
             .split_whitespace()
             .nth(pid_col)
             .and_then(|p| p.parse().ok());
         if pid.is_some_and(|p| pids.contains(&p)) {
-            let _ = writeln!(out, "{l}");
+            out.push_str(l);
+            out.push('\n');
         }
     }
-    Ok(0)
+    output::stdout(out.as_bytes()).map(|()| 0)
 }
 
 fn spec(bundle: &std::path::Path, rootless: bool) -> Outcome {
