@@ -275,6 +275,9 @@ impl Runtime {
         o: &CreateOptions,
         proxy_tty: bool,
     ) -> Result<Created, Error> {
+        // First, before anything is read or made: from here on the binary this process (and
+        // the init it forks) runs from is read-only (may re-execute this process once).
+        kakuri_isolate::selfexe::protect().map_err(Error::msg)?;
         state::check_id(&o.id)?;
         let bundle = kakuri_spec::load_bundle(&o.bundle).map_err(|e| Error::msg(e.to_string()))?;
         let spec = &bundle.spec;

@@ -214,6 +214,8 @@ impl ParentSteps for ExecParent<'_> {
 impl Runtime {
     /// `exec`: returns the process's exit code (or 0 when detached).
     pub fn exec(&self, o: &ExecOptions) -> Result<i32, Error> {
+        // As for create: the child forked into the container runs from a read-only binary.
+        kakuri_isolate::selfexe::protect().map_err(Error::msg)?;
         let (dir, st, status) = self.open(&o.id)?;
         match status {
             Status::Running | Status::Created => {}

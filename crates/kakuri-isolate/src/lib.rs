@@ -41,6 +41,7 @@ pub mod mountopts;
 pub mod process;
 pub mod procfs;
 pub mod rootfs;
+pub mod selfexe;
 pub mod sys;
 
 use std::ffi::CString;

@@ -136,6 +136,29 @@ pub fn close_from_except(first: u32, keep: &[RawFd]) -> io::Result<()> {
     Ok(())
 }
 
+/// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: execute the file `fd` refers to. Returns only
+/// on failure.
+pub fn execveat_empty(fd: BorrowedFd, argv: &[CString], envp: &[CString]) -> io::Error {
+    let mut a: Vec<*const libc::c_char> = argv.iter().map(|s| s.as_ptr()).collect();
+    a.push(std::ptr::null());
+    let mut e: Vec<*const libc::c_char> = envp.iter().map(|s| s.as_ptr()).collect();
+    e.push(std::ptr::null());
+    let empty = c"";
+    // SAFETY: NULL-terminated arrays of pointers to NUL-terminated strings that outlive the
+    // call, an empty path and a valid descriptor.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            a.as_ptr(),
+            e.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    io::Error::last_os_error()
+}
+
 /// `pidfd_open(2)`.
 pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall with integer arguments.
