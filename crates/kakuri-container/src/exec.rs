@@ -66,9 +66,23 @@ fn merge_env(base: &mut Vec<String>, extra: &[String]) {
 /// The process spec of an exec: `--process` as given, or the container's own with the options.
 fn exec_process(o: &ExecOptions, base: Option<&oci::Process>) -> Result<oci::Process, Error> {
     if let Some(f) = &o.process_file {
-        let bytes = std::fs::read(f).map_err(|e| Error::io(format!("read {}", f.display()), e))?;
-        return kakuri_spec::from_json_dropping_unknown_caps(&bytes, "/capabilities")
-            .map_err(|e| Error::msg(format!("{}: field {}: {}", f.display(), e.path, e.inner)));
+        let bytes = kakuri_spec::input::read_file_bounded(f)
+            .map_err(|e| Error::io(format!("read {}", f.display()), e))?;
+        if let Some(kind) = kakuri_spec::input::non_object_kind(&bytes) {
+            return Err(Error::msg(format!(
+                "{}: not a JSON object (it is {kind}): a process is one object",
+                f.display()
+            )));
+        }
+        if let Some(field) = kakuri_spec::input::find_nul(&bytes, &[]) {
+            return Err(Error::msg(format!(
+                "{}: {field}: contains a NUL byte",
+                f.display()
+            )));
+        }
+        let p: oci::Process = kakuri_spec::from_json_dropping_unknown_caps(&bytes, "/capabilities")
+            .map_err(|e| Error::msg(format!("{}: field {}: {}", f.display(), e.path, e.inner)))?;
+        return Ok(p);
     }
     if o.args.is_empty() {
         return Err(Error::msg("exec: no command given (and no --process)"));

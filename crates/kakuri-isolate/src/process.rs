@@ -427,15 +427,31 @@ impl ProcessPlan {
 
     /// The final step: exec the program with the process env. Returns only on error.
     pub fn exec(&self, path: &Path) -> String {
-        let to_c = |s: &str| CString::new(s).unwrap_or_default();
-        let argv: Vec<CString> = self.args.iter().map(|a| to_c(a)).collect();
-        let mut envp: Vec<CString> = self.env.iter().map(|a| to_c(a)).collect();
-        // As runc: without HOME in the process env, it is the user's home from the container's
-        // /etc/passwd ("/" when the uid has no entry).
-        if !self.env.iter().any(|e| e.starts_with("HOME=")) {
-            envp.push(to_c(&format!("HOME={}", home_of(self.uid))));
-        }
-        let p = to_c(&path.to_string_lossy());
+        // The config's strings were checked for NUL bytes when it was loaded; one here (from
+        // /etc/passwd, say) is still an error, never an empty string.
+        let to_c = |s: &str, what: &dyn Fn() -> String| {
+            CString::new(s).map_err(|_| format!("{}: contains a NUL byte", what()))
+        };
+        let cs = (|| {
+            let argv = (self.args.iter().enumerate())
+                .map(|(i, a)| to_c(a, &|| format!("process.args[{i}]")))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut envp = (self.env.iter().enumerate())
+                .map(|(i, e)| to_c(e, &|| format!("process.env[{i}]")))
+                .collect::<Result<Vec<_>, _>>()?;
+            // As runc: without HOME in the process env, it is the user's home from the
+            // container's /etc/passwd ("/" when the uid has no entry).
+            if !self.env.iter().any(|e| e.starts_with("HOME=")) {
+                let home = format!("HOME={}", home_of(self.uid));
+                envp.push(to_c(&home, &|| "HOME from /etc/passwd".into())?);
+            }
+            let p = to_c(&path.to_string_lossy(), &|| format!("executable {path:?}"))?;
+            Ok::<_, String>((argv, envp, p))
+        })();
+        let (argv, envp, p) = match cs {
+            Ok(v) => v,
+            Err(e) => return e,
+        };
         let e = sys::execve(&p, &argv, &envp);
         format!("exec {:?}: {e}", self.args[0])
     }
