@@ -113,6 +113,22 @@ fn default_device_rules(config_paths: &[&Path]) -> Vec<oci::LinuxDeviceCgroup> {
     .collect()
 }
 
+/// `--preserve-fds n`: descriptors 3 .. 3+n must be open, as runc checks them (with runc's
+/// text), before anything is made.
+pub(crate) fn check_preserve_fds(n: u32) -> Result<(), Error> {
+    for i in 0..n {
+        let fd = 3 + u64::from(i);
+        let p = format!("/proc/self/fd/{fd}");
+        if let Err(e) = std::fs::metadata(&p) {
+            return Err(Error::msg(format!(
+                "unable to stat preserved-fd {i} (of {n}): stat {p}: {}",
+                os_error(&e)
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A create in progress: what to undo if it fails.
 struct Undo<'a> {
     dir: Option<ContainerDir>,
@@ -279,6 +295,7 @@ impl Runtime {
         // the init it forks) runs from is read-only (may re-execute this process once).
         kakuri_isolate::selfexe::protect().map_err(Error::msg)?;
         state::check_id(&o.id)?;
+        check_preserve_fds(o.preserve_fds)?;
         let bundle = kakuri_spec::load_bundle(&o.bundle).map_err(|e| Error::msg(e.to_string()))?;
         let spec = &bundle.spec;
         match std::fs::metadata(&bundle.rootfs) {

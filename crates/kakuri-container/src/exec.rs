@@ -82,6 +82,14 @@ fn exec_process(o: &ExecOptions, base: Option<&oci::Process>) -> Result<oci::Pro
         }
         let p: oci::Process = kakuri_spec::from_json_dropping_unknown_caps(&bytes, "/capabilities")
             .map_err(|e| Error::msg(format!("{}: field {}: {}", f.display(), e.path, e.inner)))?;
+        if !p.cwd().is_absolute() {
+            // runc's text, and where the cwd came from.
+            return Err(Error::msg(format!(
+                "Cwd must be an absolute path (cwd {:?} in {})",
+                p.cwd(),
+                f.display()
+            )));
+        }
         return Ok(p);
     }
     if o.args.is_empty() {
@@ -94,6 +102,11 @@ fn exec_process(o: &ExecOptions, base: Option<&oci::Process>) -> Result<oci::Pro
     merge_env(&mut env, &o.env);
     p.set_env(Some(env));
     if let Some(c) = &o.cwd {
+        if !c.is_absolute() {
+            return Err(Error::msg(format!(
+                "Cwd must be an absolute path (--cwd {c:?})"
+            )));
+        }
         p.set_cwd(c.clone());
     }
     let mut user = p.user().clone();
@@ -230,6 +243,7 @@ impl Runtime {
     pub fn exec(&self, o: &ExecOptions) -> Result<i32, Error> {
         // As for create: the child forked into the container runs from a read-only binary.
         kakuri_isolate::selfexe::protect().map_err(Error::msg)?;
+        crate::create::check_preserve_fds(o.preserve_fds)?;
         let (dir, st, status) = self.open(&o.id)?;
         match status {
             Status::Running | Status::Created => {}
