@@ -149,6 +149,11 @@ fn attack_init(env: &TestEnv, bin: &Path) -> String {
     out.ok();
     let c = env.container(&id, &out);
     let pid = c.pid();
+    if !runtime_bin().ends_with("runc") {
+        // Re-executed from a descriptor, the runtime keeps its name for `ps`.
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
+        assert_eq!(comm.trim(), "kakuri-copy", "the created init's name");
+    }
     let hook_env = std::fs::read_to_string(&env_dump).expect("the hook's environment");
     assert!(hook_env.contains(ENV_MARKER), "{hook_env}");
     assert!(

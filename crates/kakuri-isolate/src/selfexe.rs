@@ -73,6 +73,15 @@ pub fn protect() -> Result<(), String> {
     if again {
         // Never seen by hooks, containers or exec'd processes.
         std::env::remove_var(MARKER);
+        // execveat of a descriptor names the process after the descriptor's number on older
+        // kernels (and "memfd:..." for the copy): give `ps` the name it had.
+        if let Some(name) = std::env::args_os().next() {
+            let base = Path::new(&name).file_name().map(|n| n.as_bytes().to_vec());
+            if let Ok(c) = CString::new(base.unwrap_or_default()) {
+                // SAFETY: PR_SET_NAME reads at most 16 bytes of a NUL-terminated string.
+                unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr()) };
+            }
+        }
     }
     let exe = std::fs::File::open("/proc/self/exe")
         .map_err(|e| format!("open /proc/self/exe: {}", os_error(&e)))?;
