@@ -111,19 +111,22 @@ impl Emulator {
                 ))
             }
         };
+        // runc reads the access as a set of r, w and m and ignores any other letter ("rwa" is
+        // "rw"; repeats do not matter). One naming none of them would be an empty rule: refused.
         let mut bits = 0u8;
         for c in access.chars() {
-            bits |= match c {
-                'r' => ACC_READ,
-                'w' => ACC_WRITE,
-                'm' => ACC_MKNOD,
-                other => {
-                    return Err(CgroupError::invalid(
-                        what,
-                        format!("invalid access character {other:?}"),
-                    ))
-                }
-            };
+            match c {
+                'r' => bits |= ACC_READ,
+                'w' => bits |= ACC_WRITE,
+                'm' => bits |= ACC_MKNOD,
+                other => log::warn!("{what}.access: {other:?} ignored (only r, w and m count)"),
+            }
+        }
+        if bits == 0 {
+            return Err(CgroupError::invalid(
+                what,
+                format!("access {access:?} names none of r, w, m"),
+            ));
         }
         let m = DevMatch {
             typ,

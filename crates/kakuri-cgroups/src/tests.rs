@@ -739,12 +739,32 @@ fn device_rules_replay_like_runc_and_the_program_agrees() {
         e.to_string(),
         "linux.resources.devices[0]: the access field cannot be empty"
     );
-    let e = Emulator::from_rules(&rules(r#"[{"allow": true, "type": "c", "access": "rx"}]"#))
+    // Letters other than r, w, m are ignored, as runc ignores them; repeats are harmless.
+    let emu = Emulator::from_rules(&rules(
+        r#"[{"allow": true, "type": "c", "major": 1, "minor": 11, "access": "wwa"}]"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        devices::rule_text(
+            emu.exceptions.keys().next().unwrap(),
+            emu.exceptions[emu.exceptions.keys().next().unwrap()]
+        ),
+        "c 1:11 w"
+    );
+    let p = Program::generate(&emu);
+    assert_eq!(p.run(C, W, 1, 11), 1);
+    assert_eq!(p.run(C, R, 1, 11), 0);
+    let e = Emulator::from_rules(&rules(r#"[{"allow": true, "type": "c", "access": "x"}]"#))
         .unwrap_err();
     assert_eq!(
         e.to_string(),
-        "linux.resources.devices[0]: invalid access character 'x'"
+        "linux.resources.devices[0]: access \"x\" names none of r, w, m"
     );
+    // A device node the config lists adds no rule of its own: after deny-all, c 1:11 is
+    // denied to the program unless a rule allows it.
+    let p = Program::generate(&Emulator::from_rules(&rules(DEFAULT_RULES)).unwrap());
+    assert_eq!(p.run(C, W, 1, 11), 0);
+    assert_eq!(p.run(C, M, 1, 11), 0);
     // Punching a hole into a wildcard exception is refused (cgroup v1 would ignore it silently).
     let e = Emulator::from_rules(&rules(
         r#"[{"allow": true, "type": "c", "major": 136, "access": "rwm"}, {"allow": false, "type": "c", "major": 136, "minor": 2, "access": "w"}]"#,

@@ -73,8 +73,11 @@ fn propagation(s: &str) -> Result<libc::c_ulong, Error> {
     })
 }
 
-/// runc's built-in device cgroup rules, appended to the config's.
-fn default_device_rules() -> Vec<oci::LinuxDeviceCgroup> {
+/// runc's built-in device cgroup rules (runc 1.1's `specconv.AllowedDevices`), appended to
+/// the config's. A rule that comes with a device node (`/dev/null` ...) is left out when
+/// `linux.devices` lists a device at that path, as runc leaves it out: the config's device
+/// then replaces the default one, and only `linux.resources.devices` decides its access.
+fn default_device_rules(config_paths: &[&Path]) -> Vec<oci::LinuxDeviceCgroup> {
     use oci::LinuxDeviceType::{B, C};
     let rule = |t: oci::LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
         let mut b = oci::LinuxDeviceCgroupBuilder::default()
@@ -89,20 +92,42 @@ fn default_device_rules() -> Vec<oci::LinuxDeviceCgroup> {
         }
         b.build().expect("static device rule")
     };
-    vec![
-        rule(C, None, None, "m"),
-        rule(B, None, None, "m"),
-        rule(C, Some(1), Some(3), "rwm"),
-        rule(C, Some(1), Some(8), "rwm"),
-        rule(C, Some(1), Some(7), "rwm"),
-        rule(C, Some(5), Some(0), "rwm"),
-        rule(C, Some(1), Some(5), "rwm"),
-        rule(C, Some(1), Some(9), "rwm"),
-        rule(C, Some(5), Some(1), "rwm"),
-        rule(C, Some(136), None, "rwm"),
-        rule(C, Some(5), Some(2), "rwm"),
-        rule(C, Some(10), Some(200), "rwm"),
+    let node = |path: &'static str, major: i64, minor: i64| {
+        (Some(path), rule(C, Some(major), Some(minor), "rwm"))
+    };
+    [
+        (None, rule(C, None, None, "m")),
+        (None, rule(B, None, None, "m")),
+        node("/dev/null", 1, 3),
+        node("/dev/random", 1, 8),
+        node("/dev/full", 1, 7),
+        node("/dev/tty", 5, 0),
+        node("/dev/zero", 1, 5),
+        node("/dev/urandom", 1, 9),
+        (None, rule(C, Some(136), None, "rwm")),
+        (None, rule(C, Some(5), Some(2), "rwm")),
+        (None, rule(C, Some(10), Some(200), "rwm")),
     ]
+    .into_iter()
+    .filter(|(path, _)| !path.is_some_and(|p| config_paths.contains(&Path::new(p))))
+    .map(|(_, r)| r)
+    .collect()
+}
+
+/// `--preserve-fds n`: descriptors 3 .. 3+n must be open, as runc checks them (with runc's
+/// text), before anything is made.
+pub(crate) fn check_preserve_fds(n: u32) -> Result<(), Error> {
+    for i in 0..n {
+        let fd = 3 + u64::from(i);
+        let p = format!("/proc/self/fd/{fd}");
+        if let Err(e) = std::fs::metadata(&p) {
+            return Err(Error::msg(format!(
+                "unable to stat preserved-fd {i} (of {n}): stat {p}: {}",
+                os_error(&e)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A create in progress: what to undo if it fails.
@@ -293,7 +318,11 @@ impl Runtime {
         o: &CreateOptions,
         proxy_tty: bool,
     ) -> Result<Created, Error> {
+        // First, before anything is read or made: from here on the binary this process (and
+        // the init it forks) runs from is read-only (may re-execute this process once).
+        kakuri_isolate::selfexe::protect().map_err(Error::msg)?;
         state::check_id(&o.id)?;
+        check_preserve_fds(o.preserve_fds)?;
         let bundle = kakuri_spec::load_bundle(&o.bundle).map_err(|e| Error::msg(e.to_string()))?;
         let spec = &bundle.spec;
         match std::fs::metadata(&bundle.rootfs) {
@@ -548,28 +577,11 @@ impl Runtime {
         }
         let mut resources = linux.resources().clone().unwrap_or_default();
         {
+            // The config's rules in order, then runc's defaults. linux.devices adds no rule: a
+            // device node the rules do not allow is there, and opening it fails (EPERM).
             let mut rules = resources.devices().clone().unwrap_or_default();
-            rules.extend(default_device_rules());
-            for d in &devices {
-                let t = if d.kind == libc::S_IFBLK {
-                    oci::LinuxDeviceType::B
-                } else {
-                    oci::LinuxDeviceType::C
-                };
-                if d.kind == libc::S_IFIFO {
-                    continue;
-                }
-                rules.push(
-                    oci::LinuxDeviceCgroupBuilder::default()
-                        .allow(true)
-                        .typ(t)
-                        .major(d.major)
-                        .minor(d.minor)
-                        .access("rwm".to_string())
-                        .build()
-                        .map_err(|e| Error::msg(e.to_string()))?,
-                );
-            }
+            let paths: Vec<&Path> = devices.iter().map(|d| d.path.as_path()).collect();
+            rules.extend(default_device_rules(&paths));
             resources.set_devices(Some(rules));
         }
         cgroup

@@ -66,10 +66,32 @@ fn merge_env(base: &mut Vec<String>, extra: &[String]) {
 /// The process spec of an exec: `--process` as given, or the container's own with the options.
 fn exec_process(o: &ExecOptions, base: Option<&oci::Process>) -> Result<oci::Process, Error> {
     if let Some(f) = &o.process_file {
-        let bytes = std::fs::read(f).map_err(|e| Error::io(format!("read {}", f.display()), e))?;
+        let bytes = kakuri_spec::input::read_file_bounded(f)
+            .map_err(|e| Error::io(format!("read {}", f.display()), e))?;
+        if let Some(kind) = kakuri_spec::input::non_object_kind(&bytes) {
+            return Err(Error::msg(format!(
+                "{}: not a JSON object (it is {kind}): a process is one object",
+                f.display()
+            )));
+        }
+        if let Some(field) = kakuri_spec::input::find_nul(&bytes, &[]) {
+            return Err(Error::msg(format!(
+                "{}: {field}: contains a NUL byte",
+                f.display()
+            )));
+        }
         let bytes = with_default_user(bytes);
-        return kakuri_spec::from_json_dropping_unknown_caps(&bytes, "/capabilities")
-            .map_err(|e| Error::msg(format!("{}: field {}: {}", f.display(), e.path, e.inner)));
+        let p: oci::Process = kakuri_spec::from_json_dropping_unknown_caps(&bytes, "/capabilities")
+            .map_err(|e| Error::msg(format!("{}: field {}: {}", f.display(), e.path, e.inner)))?;
+        if !p.cwd().is_absolute() {
+            // runc's text, and where the cwd came from.
+            return Err(Error::msg(format!(
+                "Cwd must be an absolute path (cwd {:?} in {})",
+                p.cwd(),
+                f.display()
+            )));
+        }
+        return Ok(p);
     }
     if o.args.is_empty() {
         return Err(Error::msg("exec: no command given (and no --process)"));
@@ -81,6 +103,11 @@ fn exec_process(o: &ExecOptions, base: Option<&oci::Process>) -> Result<oci::Pro
     merge_env(&mut env, &o.env);
     p.set_env(Some(env));
     if let Some(c) = &o.cwd {
+        if !c.is_absolute() {
+            return Err(Error::msg(format!(
+                "Cwd must be an absolute path (--cwd {c:?})"
+            )));
+        }
         p.set_cwd(c.clone());
     }
     let mut user = p.user().clone();
@@ -276,6 +303,9 @@ impl ParentSteps for ExecParent<'_> {
 impl Runtime {
     /// `exec`: returns the process's exit code (or 0 when detached).
     pub fn exec(&self, o: &ExecOptions) -> Result<i32, Error> {
+        // As for create: the child forked into the container runs from a read-only binary.
+        kakuri_isolate::selfexe::protect().map_err(Error::msg)?;
+        crate::create::check_preserve_fds(o.preserve_fds)?;
         let (dir, st, status) = self.open(&o.id)?;
         match status {
             Status::Running | Status::Created => {}

@@ -228,7 +228,7 @@ pub fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
 
 pub fn load_state(dir: &Path) -> Result<State, Error> {
     let p = dir.join(STATE_FILE);
-    let data = match std::fs::read(&p) {
+    let data = match kakuri_spec::input::read_file_bounded(&p) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id = dir

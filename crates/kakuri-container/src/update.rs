@@ -6,8 +6,6 @@
 //! memory limit/reservation/swap, cpu shares/quota/period/burst/realtime/cpus/mems/idle, blockIO
 //! weights and throttles, pids limit and unified; devices and the other fields are left alone.
 
-use std::io::Read;
-
 use kakuri_spec::oci::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
 
 use crate::{Error, Runtime, Status};
@@ -243,15 +241,13 @@ pub fn read_resources(src: &UpdateSource) -> Result<LinuxResources, Error> {
     match src {
         UpdateSource::Flags(f) => f.resources(),
         UpdateSource::Stdin => {
-            let mut buf = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut buf)
+            let buf = kakuri_spec::input::read_bounded(std::io::stdin())
                 .map_err(|e| Error::io("read resources from stdin", e))?;
             parse_resources(&buf, "stdin")
         }
         UpdateSource::File(p) => {
-            let buf =
-                std::fs::read(p).map_err(|e| Error::io(format!("open {}", p.display()), e))?;
+            let buf = kakuri_spec::input::read_file_bounded(p)
+                .map_err(|e| Error::io(format!("open {}", p.display()), e))?;
             parse_resources(&buf, &p.display().to_string())
         }
     }

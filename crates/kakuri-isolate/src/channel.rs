@@ -68,6 +68,12 @@ impl Msg {
 #[derive(Debug)]
 pub struct Channel(OwnedFd);
 
+impl AsRawFd for Channel {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
 impl Channel {
     /// A connected pair: (parent end, child end).
     pub fn pair() -> io::Result<(Channel, Channel)> {

@@ -41,6 +41,7 @@ pub mod mountopts;
 pub mod process;
 pub mod procfs;
 pub mod rootfs;
+pub mod selfexe;
 pub mod sys;
 
 use std::ffi::CString;
@@ -360,10 +361,9 @@ pub fn spawn(
         sys::Forked::Child => {
             drop(pch);
             drop(restore);
-            for fd in &plan.close_in_child {
-                // SAFETY: these descriptors belong to the parent's objects, which this child
-                // never uses; closing our copies cannot affect the parent.
-                unsafe { libc::close(*fd) };
+            if let Err(e) = close_inherited(plan, &cch) {
+                let _ = cch.send(&Msg::Error(e));
+                sys::exit_now(1);
             }
             let err = match init_main(plan, &cch, steps) {
                 Ok(never) => match never {},
@@ -429,6 +429,32 @@ pub fn spawn(
             Err(e)
         }
     }
+}
+
+/// In the fresh child: close every descriptor it inherited except stdio, the preserved ones
+/// (`3 .. 3 + preserve_fds`) and those the plan hands it. A created container waits for
+/// `start` for as long as its engine likes: it must not hold the caller's other descriptors
+/// (pipes an engine waits on for EOF), the runtime's state lock or its log file, as runc's
+/// init, which is exec'd with only these, does not. Logging is switched off first: the log
+/// file's descriptor is among those closed, and its number may be reused by the next open.
+fn close_inherited(plan: &InitPlan, ch: &Channel) -> Result<(), String> {
+    log::set_max_level(log::LevelFilter::Off);
+    let mut keep = vec![ch.as_raw_fd()];
+    keep.extend(plan.exec_fifo.iter().map(|f| f.as_raw_fd()));
+    keep.extend(plan.console_socket.iter().map(|f| f.as_raw_fd()));
+    keep.extend(plan.bind_sources.iter().map(|(_, f)| f.as_raw_fd()));
+    sys::close_from_except(3 + plan.preserve_fds, &keep)
+        .map_err(|e| format!("close inherited descriptors: {}", os_error(&e)))?;
+    // The runtime's own descriptors that fell among the preserved numbers (a caller that asked
+    // for more --preserve-fds than it passed).
+    for &fd in &plan.close_in_child {
+        if !keep.contains(&fd) && fd >= 3 && (fd as u32) < 3 + plan.preserve_fds {
+            // SAFETY: a descriptor of the parent's objects (the state lock), which this child
+            // never uses; closing its copy here cannot affect the parent.
+            unsafe { libc::close(fd) };
+        }
+    }
+    Ok(())
 }
 
 /// The container init: runs in the cloned child; returns only with an error.

@@ -490,21 +490,26 @@ impl ProcessPlan {
     /// container's /etc/passwd for HOME) and allocate freely: after the seccomp filter only the
     /// execve itself is left.
     pub fn prepare_exec(&self, path: &Path) -> Result<Execve, String> {
-        let to_c =
-            |s: &str| CString::new(s).map_err(|_| format!("process: {s:?} contains a NUL byte"));
-        let argv: Vec<CString> = self
-            .args
-            .iter()
-            .map(|a| to_c(a))
-            .collect::<Result<_, _>>()?;
-        let mut envp: Vec<CString> = self.env.iter().map(|a| to_c(a)).collect::<Result<_, _>>()?;
+        // The config's strings were checked for NUL bytes when it was loaded; one here (from
+        // /etc/passwd, say) is still an error naming where it came from, never an empty string.
+        let to_c = |s: &str, what: &dyn Fn() -> String| {
+            CString::new(s).map_err(|_| format!("{}: contains a NUL byte", what()))
+        };
+        let argv = (self.args.iter().enumerate())
+            .map(|(i, a)| to_c(a, &|| format!("process.args[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut envp = (self.env.iter().enumerate())
+            .map(|(i, e)| to_c(e, &|| format!("process.env[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
         // As runc: without HOME in the process env, it is the user's home from the container's
         // /etc/passwd ("/" when the uid has no entry).
         if !self.env.iter().any(|e| e.starts_with("HOME=")) {
-            envp.push(to_c(&format!("HOME={}", home_of(self.uid)))?);
+            let home = format!("HOME={}", home_of(self.uid));
+            envp.push(to_c(&home, &|| "HOME from /etc/passwd".into())?);
         }
+        let path = to_c(&path.to_string_lossy(), &|| format!("executable {path:?}"))?;
         Ok(Execve {
-            path: to_c(&path.to_string_lossy())?,
+            path,
             argv,
             envp,
             name: self.args[0].clone(),

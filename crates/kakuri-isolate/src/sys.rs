@@ -110,6 +110,55 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
     .map(|_| ())
 }
 
+/// Close every descriptor from `first` up except those in `keep` (`close_range(2)` over the
+/// gaps between them).
+pub fn close_from_except(first: u32, keep: &[RawFd]) -> io::Result<()> {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter_map(|&fd| u32::try_from(fd).ok())
+        .filter(|&fd| fd >= first)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut lo = first;
+    for k in keep.into_iter().chain(std::iter::once(u32::MAX)) {
+        if k > lo {
+            let hi = if k == u32::MAX { u32::MAX } else { k - 1 };
+            // SAFETY: close_range on descriptors this process owns and no Rust object uses
+            // (the caller lists in `keep` every descriptor it still needs).
+            cvt(unsafe { libc::syscall(libc::SYS_close_range, lo, hi, 0) })?;
+        }
+        if k == u32::MAX {
+            break;
+        }
+        lo = k + 1;
+    }
+    Ok(())
+}
+
+/// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: execute the file `fd` refers to. Returns only
+/// on failure.
+pub fn execveat_empty(fd: BorrowedFd, argv: &[CString], envp: &[CString]) -> io::Error {
+    let mut a: Vec<*const libc::c_char> = argv.iter().map(|s| s.as_ptr()).collect();
+    a.push(std::ptr::null());
+    let mut e: Vec<*const libc::c_char> = envp.iter().map(|s| s.as_ptr()).collect();
+    e.push(std::ptr::null());
+    let empty = c"";
+    // SAFETY: NULL-terminated arrays of pointers to NUL-terminated strings that outlive the
+    // call, an empty path and a valid descriptor.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            a.as_ptr(),
+            e.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    io::Error::last_os_error()
+}
+
 /// `pidfd_open(2)`.
 pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall with integer arguments.

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 pub use oci_spec::runtime as oci;
 
 mod default;
+pub mod input;
 mod validate;
 pub use default::default_config;
 pub use validate::{validate, ValidationError};
@@ -35,6 +36,8 @@ pub enum SpecError {
     },
     #[error("{path}: invalid JSON: {msg}")]
     Syntax { path: PathBuf, msg: String },
+    #[error("{path}: not a JSON object (it is {kind}): a config is one object")]
+    NotObject { path: PathBuf, kind: &'static str },
     #[error("{path}: field {field}: {msg}")]
     Field {
         path: PathBuf,
@@ -69,6 +72,21 @@ impl fmt::Display for Bundle {
 /// Capability names kakuri does not know are dropped with a warning (see
 /// [`from_json_dropping_unknown_caps`]).
 pub fn parse_config(path: &Path, bytes: &[u8]) -> Result<oci::Spec, SpecError> {
+    if let Some(kind) = input::non_object_kind(bytes) {
+        return Err(SpecError::NotObject {
+            path: path.to_path_buf(),
+            kind,
+        });
+    }
+    if let Some(field) = input::find_nul(bytes, &["annotations"]) {
+        return Err(SpecError::Invalid {
+            path: path.to_path_buf(),
+            source: ValidationError {
+                field,
+                msg: "contains a NUL byte".into(),
+            },
+        });
+    }
     from_json_dropping_unknown_caps(bytes, "/process/capabilities").map_err(|e| {
         if e.inner.is_syntax() || e.inner.is_eof() || e.path == "." {
             SpecError::Syntax {
@@ -182,7 +200,7 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle, SpecError> {
             source,
         })?;
     let config_path = dir.join("config.json");
-    let bytes = std::fs::read(&config_path).map_err(|source| SpecError::Open {
+    let bytes = input::read_file_bounded(&config_path).map_err(|source| SpecError::Open {
         path: config_path.clone(),
         source,
     })?;
@@ -257,6 +275,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("process.capabilities.bounding[0]"), "{err}");
+    }
+
+    #[test]
+    fn non_object_and_nul_are_named() {
+        let e = parse_config(Path::new("/b/config.json"), b"[]").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/b/config.json: not a JSON object (it is an array): a config is one object"
+        );
+        let json = br#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"cwd":"/","args":["sh","a\u0000"],"user":{"uid":0,"gid":0}}}"#;
+        let e = parse_config(Path::new("/b/config.json"), json).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/b/config.json: process.args[1]: contains a NUL byte"
+        );
     }
 
     #[test]

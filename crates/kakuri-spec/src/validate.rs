@@ -106,6 +106,27 @@ pub fn validate(spec: &Spec, _bundle: &Path) -> Result<(), ValidationError> {
             }
         }
     }
+    if let Some(h) = spec.hooks() {
+        let kinds = [
+            ("prestart", h.prestart()),
+            ("createRuntime", h.create_runtime()),
+            ("createContainer", h.create_container()),
+            ("startContainer", h.start_container()),
+            ("poststart", h.poststart()),
+            ("poststop", h.poststop()),
+        ];
+        for (kind, hooks) in kinds {
+            for (i, hook) in hooks.iter().flatten().enumerate() {
+                // runtime-spec: "timeout ... MUST be greater than zero".
+                if let Some(t) = hook.timeout().filter(|t| *t <= 0) {
+                    return Err(err(
+                        format!("hooks.{kind}[{i}].timeout"),
+                        format!("{t} is not greater than zero"),
+                    ));
+                }
+            }
+        }
+    }
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         if m.destination().as_os_str().is_empty() {
             return Err(err(format!("mounts[{i}].destination"), "is required"));
@@ -151,6 +172,20 @@ pub fn validate(spec: &Spec, _bundle: &Path) -> Result<(), ValidationError> {
                     return Err(err(
                         "linux.uidMappings",
                         "a new user namespace needs linux.uidMappings and linux.gidMappings",
+                    ));
+                }
+            }
+        }
+        // runtime-spec: "The values MUST be absolute paths in the container namespace."
+        for (field, paths) in [
+            ("linux.maskedPaths", l.masked_paths()),
+            ("linux.readonlyPaths", l.readonly_paths()),
+        ] {
+            for (i, p) in paths.iter().flatten().enumerate() {
+                if !p.starts_with('/') {
+                    return Err(err(
+                        format!("{field}[{i}]"),
+                        format!("{p:?} is not an absolute path"),
                     ));
                 }
             }
