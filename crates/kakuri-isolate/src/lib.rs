@@ -441,6 +441,7 @@ fn close_inherited(plan: &InitPlan, ch: &Channel) -> Result<(), String> {
     log::set_max_level(log::LevelFilter::Off);
     let mut keep = vec![ch.as_raw_fd()];
     keep.extend(plan.exec_fifo.iter().map(|f| f.as_raw_fd()));
+    keep.extend(plan.exec_status.iter().map(|f| f.as_raw_fd()));
     keep.extend(plan.console_socket.iter().map(|f| f.as_raw_fd()));
     keep.extend(plan.bind_sources.iter().map(|(_, f)| f.as_raw_fd()));
     sys::close_from_except(3 + plan.preserve_fds, &keep)
