@@ -468,6 +468,13 @@ fn init_main(
         Some(Msg::Error(e)) => return Err(e),
         _ => sys::exit_now(1),
     }
+    // A new network namespace has only `lo`, down: bring it up as runc does (a failure is fatal
+    // there too). Before joining a user namespace by path: the clone made this network namespace
+    // in the runtime's user namespace, where the joined one has no rights.
+    if plan.namespaces.clone_flags & libc::CLONE_NEWNET != 0 {
+        sys::link_up("lo")
+            .map_err(|e| format!("bring up the loopback interface lo: {}", os_error(&e)))?;
+    }
     for (flag, path) in &plan.namespaces.join {
         let fd = open_ns(path)?;
         sys::setns(fd.as_fd(), *flag)
