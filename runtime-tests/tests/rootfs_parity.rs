@@ -116,3 +116,41 @@ fn loopback_of_a_joined_network_namespace_is_left_alone() {
     drop(holder);
     env.finish();
 }
+
+// ---------------------------------------------------------------------------------------------
+// 2. working directory and privileges
+
+/// runc enters `process.cwd` before it drops to the process user: a cwd only root may enter
+/// (/root, mode 0700) works for uid 42, for the init and for `exec`. A missing cwd is created.
+#[test]
+fn cwd_is_entered_before_the_user_changes() {
+    let env = TestEnv::new();
+    let mut b = env.bundle();
+    std::fs::set_permissions(
+        b.rootfs().join("root"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("chmod rootfs/root");
+    b.set_user(42, 42, &[]);
+    b.set_cwd("/root");
+    b.set_sh("echo uid=$(id -u) pwd=$(pwd); ls . >/dev/null 2>&1 || echo cannot-list; sleep 60");
+    let c = env.create(&b);
+    c.start();
+    let out = c.wait_stdout("pwd=");
+    assert!(out.contains("uid=42 pwd=/root"), "{out}");
+    // The directory itself stays closed to the user: only entering it went through as root.
+    assert!(out.contains("cannot-list"), "{out}");
+    let exec = env.run(&["exec", "--user", "42:42", "--cwd", "/root", c.id(), "pwd"]);
+    exec.ok();
+    assert_eq!(exec.stdout.trim(), "/root", "{exec}");
+    drop(c);
+
+    let mut b = env.bundle();
+    b.set_user(42, 42, &[]);
+    b.set_cwd("/new/dir");
+    b.set_sh("pwd; stat -c %u:%a /new/dir");
+    let (_, out) = env.run_container(&b, &[]);
+    out.ok();
+    assert_eq!(out.stdout, "/new/dir\n0:755\n", "{out}");
+    env.finish();
+}

@@ -615,14 +615,28 @@ fn finish_process(
     if !proc.no_new_privileges {
         load_seccomp(steps, ch)?;
     }
+    // The cwd is entered before the user changes, as runc does, so a directory only root may
+    // enter (/root, mode 0700) works for any user; on EACCES/EPERM it is tried again as the
+    // process user (a directory its owner may enter but the runtime's root may not, on NFS).
+    let chdir = || {
+        nix::unistd::chdir(&proc.cwd).map_err(|e| {
+            let msg = format!(
+                "chdir to cwd ({:?}) set in config.json failed: {}",
+                proc.cwd,
+                os_error(&std::io::Error::from(e))
+            );
+            (e, msg)
+        })
+    };
+    let retry_cwd = match chdir() {
+        Ok(()) => false,
+        Err((nix::errno::Errno::EACCES | nix::errno::Errno::EPERM, _)) => true,
+        Err((_, msg)) => return Err(msg),
+    };
     proc.apply_credentials(setgroups_ok)?;
-    nix::unistd::chdir(&proc.cwd).map_err(|e| {
-        format!(
-            "chdir to cwd ({:?}) set in config.json failed: {}",
-            proc.cwd,
-            os_error(&std::io::Error::from(e))
-        )
-    })?;
+    if retry_cwd {
+        chdir().map_err(|(_, msg)| msg)?;
+    }
     check_cwd_inside_root(&proc.cwd)?;
     if let Some(s) = slave {
         nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
