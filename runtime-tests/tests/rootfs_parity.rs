@@ -4,6 +4,7 @@
 //! `KAKURI_BIN=/usr/sbin/runc`.
 
 use kakuri_runtime_tests::*;
+use serde_json::json;
 use std::process::{Child, Command, Stdio};
 
 /// A host process holding a namespace made with `unshare(1)`; killed and reaped on drop.
@@ -152,5 +153,103 @@ fn cwd_is_entered_before_the_user_changes() {
     let (_, out) = env.run_container(&b, &[]);
     out.ok();
     assert_eq!(out.stdout, "/new/dir\n0:755\n", "{out}");
+    env.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. tmpfs mode
+
+/// A tmpfs without "mode=" takes the mode of the directory it covers (0750, and 1750 with the
+/// sticky bit); over a directory that does not exist yet it keeps tmpfs's default, 1777.
+#[test]
+fn tmpfs_takes_the_mode_of_the_directory_it_covers() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    let mut b = env.bundle();
+    for (dir, mode) in [("m750", 0o750), ("m1750", 0o1750)] {
+        let p = b.rootfs().join(dir);
+        std::fs::create_dir(&p).expect("mkdir");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    for dest in ["/m750", "/m1750", "/missing"] {
+        b.add_mount(
+            json!({"destination": dest, "type": "tmpfs", "source": "tmpfs",
+                           "options": ["nosuid", "size=1m"]}),
+        );
+    }
+    b.set_sh("stat -c %a /m750 /m1750 /missing; grep -c ' /m750 .* - tmpfs ' /proc/self/mountinfo");
+    let (_, out) = env.run_container(&b, &[]);
+    out.ok();
+    assert_eq!(out.stdout, "750\n1750\n1777\n1\n", "{out}");
+    env.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. read-only /dev
+
+/// The default spec's /dev tmpfs with "ro" added: /dev is mounted read-write for the devices,
+/// devpts and the console, then remounted read-only (a per-mount flag: the tmpfs itself stays
+/// rw, as under runc).
+#[test]
+fn readonly_dev_tmpfs_is_set_up_then_made_read_only() {
+    let env = TestEnv::new();
+    for terminal in [false, true] {
+        let mut b = env.bundle();
+        let mounts = b.config_mut()["mounts"].as_array_mut().expect("mounts");
+        let dev = mounts
+            .iter_mut()
+            .find(|m| m["destination"] == "/dev")
+            .expect("the default spec mounts /dev");
+        dev["options"]
+            .as_array_mut()
+            .expect("options")
+            .push(json!("ro"));
+        b.set_terminal(terminal);
+        b.set_sh(
+            "stat -c '%F %t:%T' /dev/null /dev/zero; test -c /dev/pts/ptmx && echo pts-ok
+             touch /dev/x 2>&1; grep ' /dev ' /proc/self/mountinfo | cut -d' ' -f6-",
+        );
+        let (id, out) = if terminal {
+            b.write();
+            let sock = ConsoleSocket::bind(&b.dir().join("console.sock"));
+            let id = env.new_id();
+            let spawned = env.rt().spawn_in(
+                env.rt().cmd(&[
+                    "run",
+                    "-d",
+                    "--bundle",
+                    b.dir().to_str().expect("utf-8 path"),
+                    "--console-socket",
+                    sock.path().to_str().expect("utf-8 path"),
+                    &id,
+                ]),
+                b.dir(),
+            );
+            let (master, _) = sock.receive_master(WAIT_TIMEOUT);
+            let text = read_pty_until(&master, "tmpfs", WAIT_TIMEOUT);
+            let out = spawned.wait(CMD_TIMEOUT);
+            (id, (out, text))
+        } else {
+            let (id, out) = env.run_container(&b, &[]);
+            let text = out.stdout.clone();
+            (id, (out, text))
+        };
+        let (out, text) = out;
+        out.ok();
+        assert!(
+            text.contains("character special file 1:3")
+                && text.contains("character special file 1:5")
+                && text.contains("pts-ok"),
+            "{id} (terminal {terminal}): {text}\n{out}"
+        );
+        assert!(
+            text.contains("Read-only file system"),
+            "{id}: {text}\n{out}"
+        );
+        assert!(
+            text.contains("ro,nosuid - tmpfs tmpfs rw,"),
+            "{id}: /dev must be a read-only mount of a rw tmpfs: {text}\n{out}"
+        );
+    }
     env.finish();
 }

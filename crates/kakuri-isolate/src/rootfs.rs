@@ -172,6 +172,11 @@ fn current_flags(target: &Path) -> libc::c_ulong {
                     m |= ms;
                 }
             }
+            // Neither relatime nor noatime is strictatime; a remount without MS_STRICTATIME
+            // would make it relatime.
+            if m & (libc::MS_NOATIME | libc::MS_RELATIME) == 0 {
+                m |= libc::MS_STRICTATIME;
+            }
             m
         }
         Err(_) => 0,
@@ -189,9 +194,14 @@ const REMOUNTABLE: libc::c_ulong = libc::MS_RDONLY
 
 /// Remount the bind mount at `target` with `o`'s flags, keeping what it had unless `o` clears it.
 fn bind_remount(target: &Path, o: &MountOptions) -> std::io::Result<()> {
+    const ATIME: libc::c_ulong = libc::MS_NOATIME | libc::MS_RELATIME | libc::MS_STRICTATIME;
     let want = o.flags & REMOUNTABLE;
-    let have = current_flags(target);
-    let flags = ((have & !o.cleared) | want) & REMOUNTABLE;
+    let mut have = current_flags(target) & !o.cleared;
+    // One atime mode: the one asked for, else the one the mount has.
+    if want & ATIME != 0 {
+        have &= !ATIME;
+    }
+    let flags = (have | want) & REMOUNTABLE;
     sys::mount(
         None,
         target,
@@ -263,6 +273,21 @@ fn do_mount(
             .unwrap_or(true),
         None => m.source.as_deref().is_none_or(is_dir_source),
     };
+    // A tmpfs takes the mode of the directory it covers unless its options give one (runc
+    // puts "mode=" of the destination first; a later "mode=" in the options wins).
+    let mut data = o.data.clone();
+    if m.fstype == "tmpfs" && !bind {
+        if let Ok(fd) = open_in(root, &m.destination, libc::O_PATH) {
+            let st = nix::sys::stat::fstat(fd.as_raw_fd())
+                .map_err(|e| mount_err(m, &std::io::Error::from(e)))?;
+            let mode = format!("mode={:04o}", st.st_mode & 0o7777);
+            data = if data.is_empty() {
+                mode
+            } else {
+                format!("{mode},{data}")
+            };
+        }
+    }
     let target = if bind && !source_is_dir {
         mkfile_all(root, &m.destination)
     } else {
@@ -295,8 +320,13 @@ fn do_mount(
         finish_mount(&mounted, m)?;
     } else {
         let src = m.source.as_deref().unwrap_or(Path::new(&m.fstype));
-        let flags = o.flags & !(libc::MS_BIND | libc::MS_REC);
-        let r = sys::mount(Some(src), &tpath, Some(&m.fstype), flags, Some(&o.data));
+        let mut flags = o.flags & !(libc::MS_BIND | libc::MS_REC);
+        // A tmpfs and /dev are mounted read-write, so devices and the console can be made on
+        // /dev, and made read-only by finalize() after the pivot, as runc does.
+        if ro_later(m) {
+            flags &= !libc::MS_RDONLY;
+        }
+        let r = sys::mount(Some(src), &tpath, Some(&m.fstype), flags, Some(&data));
         match r {
             Ok(()) => {}
             // In a user namespace that does not own the network namespace, sysfs cannot be
@@ -320,6 +350,14 @@ fn do_mount(
         finish_mount(&mounted, m)?;
     }
     Ok(())
+}
+
+/// A mount asked read-only that is mounted read-write first and remounted read-only by
+/// [`finalize`]: a tmpfs, and whatever is mounted on /dev other than a bind (runc's rule).
+fn ro_later(m: &MountPlan) -> bool {
+    m.options.flags & libc::MS_RDONLY != 0
+        && !m.options.is_bind()
+        && (m.fstype == "tmpfs" || rel(&m.destination) == Path::new("dev"))
 }
 
 /// procfs and sysfs go only on a directory, never through a symlink (the final component is
@@ -689,6 +727,15 @@ pub(crate) fn finalize(plan: &InitPlan) -> R<()> {
     .map_err(|e| format!("open /: {e}"))?;
     // SAFETY: fresh descriptor from nix.
     let root: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(root) };
+    for m in plan.mounts.iter().filter(|m| ro_later(m)) {
+        let fd =
+            open_in(root.as_fd(), &m.destination, libc::O_PATH).map_err(|e| mount_err(m, &e))?;
+        let o = MountOptions {
+            flags: (m.options.flags & REMOUNTABLE) | libc::MS_RDONLY,
+            ..Default::default()
+        };
+        bind_remount(&fdpath(fd.as_fd()), &o).map_err(|e| mount_err(m, &e))?;
+    }
     for p in &plan.readonly_paths {
         let fd = match open_in(root.as_fd(), p, libc::O_PATH) {
             Ok(fd) => fd,
