@@ -253,3 +253,82 @@ fn readonly_dev_tmpfs_is_set_up_then_made_read_only() {
     }
     env.finish();
 }
+
+// ---------------------------------------------------------------------------------------------
+// 6. a mount on "/"
+
+/// A mount whose destination is "/" becomes the container's root, as under runc (its later
+/// mounts and pivot_root resolve the rootfs path to the top mount): the process sees it, the
+/// mounts that follow it land on it, and root.readonly makes it read-only — with and without
+/// pivot_root. Nothing writable is left stacked over the root.
+#[test]
+fn a_mount_on_slash_becomes_the_root_and_root_readonly_holds() {
+    let env = TestEnv::new();
+    for extra in [&[][..], &["--no-pivot"][..]] {
+        let mut b = env.bundle();
+        let alt = b.dir().join("alt");
+        link_tree(&b.rootfs(), &alt);
+        std::fs::write(alt.join("ALT-MARKER"), "x").expect("write marker");
+        b.set_readonly_root(true);
+        let mounts = b.config_mut()["mounts"].as_array_mut().expect("mounts");
+        mounts.insert(
+            0,
+            json!({"destination": "/", "type": "bind", "source": alt, "options": ["rbind"]}),
+        );
+        b.set_sh(
+            "test -e /ALT-MARKER && echo alt-is-root
+             touch /rootwrite 2>&1
+             awk '$5 == \"/\" { print $6 }' /proc/self/mountinfo
+             awk '$5 == \"/proc\" { print \"proc\" }' /proc/self/mountinfo",
+        );
+        let (_, out) = env.run_container(&b, extra);
+        out.ok();
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        assert_eq!(lines.first(), Some(&"alt-is-root"), "{extra:?}: {out}");
+        assert!(
+            out.stdout.contains("Read-only file system"),
+            "{extra:?}: {out}"
+        );
+        assert!(!alt.join("rootwrite").exists() && !b.rootfs().join("rootwrite").exists());
+        // One mount on "/", read-only; /proc mounted once, on it.
+        let roots: Vec<&&str> = lines.iter().filter(|l| l.starts_with("r")).collect();
+        assert_eq!(roots.len(), 1, "{extra:?}: mounts on /: {out}");
+        assert!(
+            roots[0].starts_with("ro,") || *roots[0] == "ro",
+            "{extra:?}: {out}"
+        );
+        assert_eq!(
+            lines.iter().filter(|l| **l == "proc").count(),
+            1,
+            "{extra:?}: {out}"
+        );
+    }
+    env.finish();
+}
+
+/// Without a mount namespace of its own a mount on "/" would cover the rootfs in the
+/// runtime's namespace: refused (runc fails such a config too), and nothing is left.
+#[test]
+fn a_mount_on_slash_without_a_mount_namespace_is_refused() {
+    let env = TestEnv::new();
+    let mut b = env.bundle();
+    let alt = b.dir().join("alt");
+    link_tree(&b.rootfs(), &alt);
+    b.remove_namespace("mount");
+    b.config_mut()["mounts"]
+        .as_array_mut()
+        .expect("mounts")
+        .insert(
+            0,
+            json!({"destination": "/", "type": "bind", "source": alt, "options": ["rbind"]}),
+        );
+    let (_, out) = env.run_container(&b, &[]);
+    assert!(!out.success(), "{out}");
+    if !env.rt().bin().ends_with("runc") {
+        assert!(
+            out.stderr_has("mounts[0].destination: a mount on \\\"/\\\" needs a mount namespace"),
+            "{out}"
+        );
+    }
+    env.finish();
+}

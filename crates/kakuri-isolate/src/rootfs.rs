@@ -662,14 +662,19 @@ pub(crate) fn prepare(
     if !plan.shared_mountns {
         isolate_root(plan)?;
     }
-    let root = nix::fcntl::open(
-        &plan.rootfs,
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| format!("open rootfs {:?}: {e}", plan.rootfs))?;
-    // SAFETY: nix returned a fresh descriptor we now own.
-    let root: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(root) };
+    let open_root = || {
+        let root = nix::fcntl::open(
+            &plan.rootfs,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| format!("open rootfs {:?}: {e}", plan.rootfs))?;
+        // SAFETY: nix returned a fresh descriptor we now own.
+        Ok::<OwnedFd, String>(unsafe { std::os::fd::FromRawFd::from_raw_fd(root) })
+    };
+    let mut root = open_root()?;
     for (i, m) in plan.mounts.iter().enumerate() {
         let tree = plan
             .bind_sources
@@ -677,6 +682,13 @@ pub(crate) fn prepare(
             .find(|(j, _)| *j == i)
             .map(|(_, fd)| fd);
         do_mount(root.as_fd(), m, tree, plan, placement)?;
+        // A mount on "/" is stacked on the rootfs and becomes the container's root, as under
+        // runc (whose later mounts and pivot_root resolve the rootfs path to the top mount):
+        // what follows goes on it, pivot_root makes it the root, and root.readonly applies to
+        // it. Without a new mount namespace such a mount is refused before the clone.
+        if rel(&m.destination).as_os_str().is_empty() {
+            root = open_root()?;
+        }
     }
     create_devices(root.as_fd(), plan)?;
     let console = if plan.process.terminal {
@@ -815,6 +827,21 @@ fn verified_dev_null(root: BorrowedFd) -> R<OwnedFd> {
         return Err("/dev/null in the container is not the null device (1:3): refusing to mask paths with it".into());
     }
     Ok(fd)
+}
+
+/// Without a mount namespace of its own, a mount on "/" would cover the rootfs in the
+/// runtime's mount namespace, over kakuri's rootfs bind, where `delete` does not look for it
+/// ([`crate::hostmount`]): refused.
+pub fn refuse_root_mounts(mounts: &[MountPlan]) -> R<()> {
+    match mounts
+        .iter()
+        .position(|m| rel(&m.destination).as_os_str().is_empty())
+    {
+        Some(i) => Err(format!(
+            "mounts[{i}].destination: a mount on \"/\" needs a mount namespace of its own"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Parse the mounts of a spec into plans (before forking, so errors come early).
