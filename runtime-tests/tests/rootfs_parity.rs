@@ -332,3 +332,95 @@ fn a_mount_on_slash_without_a_mount_namespace_is_refused() {
     }
     env.finish();
 }
+
+// ---------------------------------------------------------------------------------------------
+// 5. --no-pivot
+
+/// The nested attack: a new user, mount, pid and network namespace, then fresh proc and sysfs
+/// mounts. "in-userns" shows the namespaces were made, so a refused mount is the kernel's
+/// mount_too_revealing check and not a failed unshare.
+const NESTED_MOUNTS: &str = "unshare -Urmpfn sh -c 'echo in-userns
+    mount -t proc proc /mnt && echo PROC-MOUNTED
+    mount -t sysfs sysfs /mnt && echo SYSFS-MOUNTED'; echo done";
+
+/// Without pivot_root the old root stays in the container's mount namespace; a full host proc
+/// or sysfs there lets a process in a nested user namespace mount a fresh, unmasked one. runc's
+/// msMoveRoot detaches those before the move; so must kakuri: the nested mounts fail for an
+/// unprivileged user and for root with CAP_SYS_ADMIN, and the container's mount table is the
+/// same as with pivot_root. Positive control: the same nested mount works on this kernel where
+/// a full proc is visible (a fresh user+mount namespace of the test, on the host).
+#[test]
+fn no_pivot_hides_host_proc_and_sysfs_from_nested_user_namespaces() {
+    let env = TestEnv::new();
+    let target = env.dir().join("procmnt");
+    std::fs::create_dir(&target).expect("mkdir");
+    let control = Command::new("unshare")
+        .args(["-Urmpf", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "mount -t proc proc {} && echo PROC-MOUNTED",
+            target.display()
+        ))
+        .env(ENV_MARKER, env.id())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run unshare");
+    let control_out = String::from_utf8_lossy(&control.stdout);
+    assert!(
+        control_out.contains("PROC-MOUNTED"),
+        "positive control: a nested user namespace cannot mount proc on this host even with a \
+         full proc visible, so the attack below proves nothing: {control:?}"
+    );
+
+    let mut tables = Vec::new();
+    for extra in [&["--no-pivot"][..], &[][..]] {
+        for root in [false, true] {
+            let mut b = env.bundle();
+            if root {
+                for set in ["bounding", "effective", "permitted"] {
+                    let caps = b.config_mut()["process"]["capabilities"][set]
+                        .as_array_mut()
+                        .expect("capability set");
+                    caps.push(json!("CAP_SYS_ADMIN"));
+                    caps.push(json!("CAP_SETFCAP"));
+                }
+            } else {
+                b.set_user(1000, 1000, &[]);
+            }
+            b.set_sh(&format!(
+                "{NESTED_MOUNTS}; echo ===; cut -d' ' -f4- /proc/self/mountinfo"
+            ));
+            let (_, out) = env.run_container(&b, extra);
+            out.ok();
+            let (attack, table) = out.stdout.split_once("===\n").expect("separator");
+            assert!(
+                attack.contains("in-userns") && attack.contains("done"),
+                "{extra:?} root={root}: the nested namespaces were not made: {out}"
+            );
+            assert!(
+                !attack.contains("PROC-MOUNTED") && !attack.contains("SYSFS-MOUNTED"),
+                "{extra:?} root={root}: a nested user namespace mounted proc/sysfs: {out}"
+            );
+            tables.push(mount_points_and_types(table));
+        }
+    }
+    // --no-pivot lists the same mounts as pivot_root: no host mount.
+    assert_eq!(
+        tables[1], tables[3],
+        "mount points and types with --no-pivot vs pivot_root"
+    );
+    // The host's own proc and sysfs are untouched (the unmounts did not propagate).
+    assert!(std::path::Path::new("/proc/self/mountinfo").exists());
+    assert!(std::path::Path::new("/sys/kernel").exists());
+    env.finish();
+}
+
+/// Mount point and filesystem type of every line of `cut -d' ' -f4- mountinfo` output.
+fn mount_points_and_types(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .map(|l| {
+            let point = l.split(' ').nth(1).unwrap_or_default();
+            let fstype = l.split(" - ").nth(1).unwrap_or_default().split(' ').next();
+            format!("{point} {}", fstype.unwrap_or_default())
+        })
+        .collect()
+}

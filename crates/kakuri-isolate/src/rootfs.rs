@@ -595,26 +595,76 @@ fn mount_point_of(path: &Path) -> PathBuf {
         let Some(raw) = line.split(' ').nth(4) else {
             continue;
         };
-        let mut bytes = Vec::with_capacity(raw.len());
-        let b = raw.as_bytes();
-        let mut i = 0;
-        while i < b.len() {
-            if b[i] == b'\\' && i + 3 < b.len() {
-                if let Ok(v) = u8::from_str_radix(&raw[i + 1..i + 4], 8) {
-                    bytes.push(v);
-                    i += 4;
-                    continue;
-                }
-            }
-            bytes.push(b[i]);
-            i += 1;
-        }
-        let mp = PathBuf::from(std::ffi::OsStr::from_bytes(&bytes));
+        let mp = unescape_mountinfo(raw);
         if path.starts_with(&mp) && mp.as_os_str().len() > best.as_os_str().len() {
             best = mp;
         }
     }
     best
+}
+
+/// A path field of /proc/self/mountinfo, its octal escapes (`\\040`...) decoded.
+fn unescape_mountinfo(raw: &str) -> PathBuf {
+    let mut bytes = Vec::with_capacity(raw.len());
+    let b = raw.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&raw[i + 1..i + 4], 8) {
+                bytes.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        bytes.push(b[i]);
+        i += 1;
+    }
+    PathBuf::from(std::ffi::OsStr::from_bytes(&bytes))
+}
+
+/// `--no-pivot`: the old root stays in the container's mount namespace under the moved rootfs,
+/// and with it the host's full procfs and sysfs mounts. The kernel lets a process in a nested
+/// user namespace mount a fresh, unmasked proc (or sysfs) when a full one is visible in its mount
+/// namespace (`mount_too_revealing`), so, as runc's msMoveRoot does, every full (root "/") proc
+/// and sysfs mount outside the rootfs is detached (made rslave first, so the unmount does not
+/// reach the host), or covered with a tmpfs where it cannot be unmounted.
+fn hide_host_proc_and_sys(rootfs: &Path) -> R<()> {
+    let rootfs = std::fs::canonicalize(rootfs).unwrap_or_else(|_| rootfs.to_path_buf());
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("read /proc/self/mountinfo: {}", os_error(&e)))?;
+    let mut points = Vec::new();
+    for line in info.lines() {
+        let (left, right) = line.split_once(" - ").unwrap_or((line, ""));
+        let f: Vec<&str> = left.split(' ').collect();
+        let fstype = right.split(' ').next().unwrap_or("");
+        if f.len() < 5 || f[3] != "/" || !matches!(fstype, "proc" | "sysfs") {
+            continue;
+        }
+        let mp = unescape_mountinfo(f[4]);
+        if !mp.starts_with(&rootfs) {
+            points.push(mp);
+        }
+    }
+    // Deepest first would leave parents for last; mountinfo lists parents first, so go in
+    // reverse: a parent detached first takes its children along (their ENOENT is fine).
+    for p in points.iter().rev() {
+        let err = |e: std::io::Error| {
+            format!("hide {p:?} before the move of the rootfs: {}", os_error(&e))
+        };
+        match sys::mount(None, p, None, libc::MS_SLAVE | libc::MS_REC, None) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(err(e)),
+        }
+        match sys::umount2(p, libc::MNT_DETACH) {
+            Ok(()) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::EPERM)) => {
+                sys::mount(Some(Path::new("tmpfs")), p, Some("tmpfs"), 0, None).map_err(err)?;
+            }
+            Err(e) => return Err(err(e)),
+        }
+    }
+    Ok(())
 }
 
 /// In the container's own mount namespace: the propagation of `/` (rslave unless configured)
@@ -707,6 +757,7 @@ pub(crate) fn pivot(plan: &InitPlan, root: &OwnedFd) -> R<()> {
     if plan.shared_mountns {
         nix::unistd::chroot(".").map_err(|e| format!("chroot rootfs: {e}"))?;
     } else if plan.no_pivot {
+        hide_host_proc_and_sys(&plan.rootfs)?;
         sys::mount(
             Some(&plan.rootfs),
             Path::new("/"),
