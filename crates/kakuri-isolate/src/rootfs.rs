@@ -408,8 +408,11 @@ fn mount_cgroups(root: BorrowedFd, m: &MountPlan, plan: &InitPlan) -> R<()> {
         let t = mkdir_all(root, dir).map_err(|e| mount_err(m, &e))?;
         let tp = fdpath(t.as_fd());
         if plan.new_cgroupns {
+            // runc's source names: "systemd" for the named systemd hierarchy.
             let source = Path::new(if src.fs_type == "cgroup2" {
                 "cgroup2"
+            } else if src.name == "systemd" {
+                "systemd"
             } else {
                 "cgroup"
             });
@@ -441,6 +444,8 @@ fn mount_cgroups(root: BorrowedFd, m: &MountPlan, plan: &InitPlan) -> R<()> {
         }
         return Ok(());
     }
+    // As runc lays out v1: a tmpfs that stays read-write ("ro" applies to the hierarchies),
+    // one directory per v1 hierarchy; the v2 hierarchy of a hybrid host is not mounted.
     sys::mount(
         Some(Path::new("tmpfs")),
         &fdpath(target.as_fd()),
@@ -449,28 +454,21 @@ fn mount_cgroups(root: BorrowedFd, m: &MountPlan, plan: &InitPlan) -> R<()> {
         Some("mode=755"),
     )
     .map_err(|e| mount_err(m, &e))?;
-    for src in &plan.cgroup_mounts {
+    for src in plan.cgroup_mounts.iter().filter(|c| c.fs_type == "cgroup") {
         one(&m.destination.join(&src.name), src)?;
-    }
-    if ro {
-        let t = open_in(root, &m.destination, libc::O_PATH).map_err(|e| mount_err(m, &e))?;
-        let mo = MountOptions {
-            flags: flags | libc::MS_RDONLY,
-            ..Default::default()
-        };
-        bind_remount(&fdpath(t.as_fd()), &mo).map_err(|e| mount_err(m, &e))?;
     }
     Ok(())
 }
 
-/// The devices every container gets, as runc creates them: (name, major, minor).
+/// The devices every container gets, as runc creates them and in its order (which shows in
+/// the mount table when they are bound from the host): (name, major, minor).
 const DEFAULT_DEVICES: [(&str, u32, u32); 6] = [
     ("null", 1, 3),
-    ("zero", 1, 5),
-    ("full", 1, 7),
     ("random", 1, 8),
-    ("urandom", 1, 9),
+    ("full", 1, 7),
     ("tty", 5, 0),
+    ("zero", 1, 5),
+    ("urandom", 1, 9),
 ];
 
 fn create_device(root: BorrowedFd, d: &DevicePlan, bind_host: bool) -> R<()> {
