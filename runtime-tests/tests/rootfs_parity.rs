@@ -488,3 +488,50 @@ fn default_spec_mount_table_matches_runc() {
     }
     env.finish();
 }
+
+// ---------------------------------------------------------------------------------------------
+// namespaces made in a joined user namespace
+
+/// A container that joins a user namespace (and its pid namespace) by path gets its new mount,
+/// network, UTS and IPC namespaces owned by that user namespace, as under runc (whose nsexec
+/// joins first and unshares after): its hostname is set, `lo` brought up, its mounts made. Made by
+/// the clone instead, they belonged to the runtime's user namespace and sethostname failed.
+#[test]
+fn new_namespaces_belong_to_a_joined_user_namespace() {
+    let env = TestEnv::new();
+    let mut b1 = env.bundle();
+    b1.add_user_namespace(231072, 65536);
+    b1.set_args(&["sleep", "60"]);
+    let first = env.create(&b1);
+    let pid = first.pid();
+
+    let mut b2 = env.bundle();
+    b2.remove_namespace("pid");
+    b2.add_namespace(
+        "user",
+        Some(std::path::Path::new(&format!("/proc/{pid}/ns/user"))),
+    );
+    b2.add_namespace(
+        "pid",
+        Some(std::path::Path::new(&format!("/proc/{pid}/ns/pid"))),
+    );
+    // runc 1.1 wants the mappings even for a joined user namespace; they are the joined one's.
+    let map = json!([{"containerID": 0, "hostID": 231072, "size": 65536}]);
+    b2.set("/linux/uidMappings", map.clone());
+    b2.set("/linux/gidMappings", map);
+    b2.set_hostname("joined-userns");
+    b2.set_sh("hostname; cat /sys/class/net/lo/operstate; cat /proc/self/uid_map");
+    let (_, out) = env.run_container(&b2, &[]);
+    out.ok();
+    let lines: Vec<&str> = out.stdout.lines().map(str::trim).collect();
+    assert_eq!(lines.first(), Some(&"joined-userns"), "{out}");
+    assert_eq!(lines.get(1), Some(&"unknown"), "lo is not up: {out}");
+    assert!(
+        lines
+            .get(2)
+            .is_some_and(|l| l.split_whitespace().eq(["0", "231072", "65536"])),
+        "{out}"
+    );
+    drop(first);
+    env.finish();
+}
