@@ -346,7 +346,8 @@ const NESTED_MOUNTS: &str = "unshare -Urmpfn sh -c 'echo in-userns
 /// Without pivot_root the old root stays in the container's mount namespace; a full host proc
 /// or sysfs there lets a process in a nested user namespace mount a fresh, unmasked one. runc's
 /// msMoveRoot detaches those before the move; so must kakuri: the nested mounts fail for an
-/// unprivileged user and for root with CAP_SYS_ADMIN, and the container's mount table is the
+/// unprivileged user, for root with CAP_SYS_ADMIN and in a user namespace (where the host's
+/// mounts are locked and get covered), and the container's mount table is the
 /// same as with pivot_root. Positive control: the same nested mount works on this kernel where
 /// a full proc is visible (a fresh user+mount namespace of the test, on the host).
 #[test]
@@ -373,8 +374,13 @@ fn no_pivot_hides_host_proc_and_sysfs_from_nested_user_namespaces() {
 
     let mut tables = Vec::new();
     for extra in [&["--no-pivot"][..], &[][..]] {
-        for root in [false, true] {
+        for (root, userns) in [(false, false), (true, false), (false, true)] {
             let mut b = env.bundle();
+            if userns {
+                // The host's mounts are locked in the container's mount namespace: they
+                // cannot be unmounted there and are covered instead.
+                b.add_user_namespace(231072, 65536);
+            }
             if root {
                 for set in ["bounding", "effective", "permitted"] {
                     let caps = b.config_mut()["process"]["capabilities"][set]
@@ -394,20 +400,23 @@ fn no_pivot_hides_host_proc_and_sysfs_from_nested_user_namespaces() {
             let (attack, table) = out.stdout.split_once("===\n").expect("separator");
             assert!(
                 attack.contains("in-userns") && attack.contains("done"),
-                "{extra:?} root={root}: the nested namespaces were not made: {out}"
+                "{extra:?} root={root} userns={userns}: the nested namespaces were not made: {out}"
             );
             assert!(
                 !attack.contains("PROC-MOUNTED") && !attack.contains("SYSFS-MOUNTED"),
-                "{extra:?} root={root}: a nested user namespace mounted proc/sysfs: {out}"
+                "{extra:?} root={root} userns={userns}: a nested user namespace mounted proc/sysfs: {out}"
             );
             tables.push(mount_points_and_types(table));
         }
     }
     // --no-pivot lists the same mounts as pivot_root: no host mount.
-    assert_eq!(
-        tables[1], tables[3],
-        "mount points and types with --no-pivot vs pivot_root"
-    );
+    for i in 0..3 {
+        assert_eq!(
+            tables[i],
+            tables[i + 3],
+            "mount points and types with --no-pivot vs pivot_root (case {i})"
+        );
+    }
     // The host's own proc and sysfs are untouched (the unmounts did not propagate).
     assert!(std::path::Path::new("/proc/self/mountinfo").exists());
     assert!(std::path::Path::new("/sys/kernel").exists());

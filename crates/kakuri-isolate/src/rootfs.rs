@@ -643,8 +643,8 @@ fn hide_host_proc_and_sys(rootfs: &Path) -> R<()> {
             points.push(mp);
         }
     }
-    // Deepest first would leave parents for last; mountinfo lists parents first, so go in
-    // reverse: a parent detached first takes its children along (their ENOENT is fine).
+    // In reverse mount order, so a mount on top of another goes first. A mount point no longer
+    // reachable (ENOENT: something above it went already) is skipped.
     for p in points.iter().rev() {
         let err = |e: std::io::Error| {
             format!("hide {p:?} before the move of the rootfs: {}", os_error(&e))
