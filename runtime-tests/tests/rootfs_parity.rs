@@ -544,3 +544,46 @@ fn new_namespaces_belong_to_a_joined_user_namespace() {
     drop(first);
     env.finish();
 }
+
+/// A tmpfs mounted by the test on the host; unmounted on drop.
+struct HostTmpfs(std::path::PathBuf);
+
+impl HostTmpfs {
+    fn new(dir: std::path::PathBuf, options: &str) -> HostTmpfs {
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(&dir)
+            .status()
+            .expect("run mount");
+        assert!(st.success(), "mount tmpfs on {}", dir.display());
+        HostTmpfs(dir)
+    }
+}
+
+impl Drop for HostTmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A bind from `mounts[]` is remounted with the flags its options ask for, as runc does
+/// ("mount --bind -o ..."): a nosuid,nodev,noatime source bound "ro" is "ro,noatime" inside
+/// (the atime mode is kept), and bound without flags it keeps all of its own.
+#[test]
+fn bind_mount_options_replace_the_source_flags() {
+    let env = TestEnv::new();
+    let src = HostTmpfs::new(env.dir().join("src"), "nosuid,nodev,noatime,size=1m");
+    let mut b = env.bundle();
+    b.add_bind(&src.0, "/mnt", true, true);
+    b.add_bind(&src.0, "/run", false, true);
+    b.set_sh("awk '$5 == \"/mnt\" || $5 == \"/run\" { print $5, $6 }' /proc/self/mountinfo");
+    let (_, out) = env.run_container(&b, &[]);
+    out.ok();
+    assert_eq!(
+        out.stdout, "/mnt ro,noatime\n/run rw,nosuid,nodev,noatime\n",
+        "{out}"
+    );
+    drop(src);
+    env.finish();
+}

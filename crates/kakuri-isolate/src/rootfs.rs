@@ -211,6 +211,48 @@ fn bind_remount(target: &Path, o: &MountOptions) -> std::io::Result<()> {
     )
 }
 
+/// The remount of a bind from `mounts[]`, as runc does it ("mount --bind -o ..."): the mount
+/// gets only the flags its options ask for, so a nosuid source bound "ro" becomes "ro" (the
+/// kernel keeps the atime mode when none is asked). Where that fails because the source's
+/// flags are locked (a mount from a more privileged user namespace), they are kept — unless an
+/// option clears one of them or asks for another atime mode, which cannot be honoured.
+fn bind_remount_requested(target: &Path, o: &MountOptions) -> std::io::Result<()> {
+    const LOCKABLE: libc::c_ulong = libc::MS_RDONLY
+        | libc::MS_NODEV
+        | libc::MS_NOEXEC
+        | libc::MS_NOSUID
+        | libc::MS_NOATIME
+        | libc::MS_RELATIME
+        | libc::MS_STRICTATIME
+        | libc::MS_NODIRATIME;
+    const ATIME: libc::c_ulong = libc::MS_NOATIME | libc::MS_RELATIME | libc::MS_STRICTATIME;
+    let want = o.flags & REMOUNTABLE;
+    let first = sys::mount(
+        None,
+        target,
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | want,
+        None,
+    );
+    let Err(e) = first else {
+        return Ok(());
+    };
+    if e.raw_os_error() != Some(libc::EPERM) {
+        return Err(e);
+    }
+    let have = current_flags(target);
+    if have & o.cleared & LOCKABLE != 0 || (want & ATIME != 0 && want & ATIME != have & ATIME) {
+        return Err(e);
+    }
+    sys::mount(
+        None,
+        target,
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | want | (have & LOCKABLE),
+        None,
+    )
+}
+
 fn mount_err(m: &MountPlan, e: &std::io::Error) -> String {
     format!(
         "error mounting {:?} to rootfs at {:?}: {}",
@@ -315,7 +357,15 @@ fn do_mount(
         let mounted = open_in(root, &m.destination, libc::O_PATH).map_err(|e| mount_err(m, &e))?;
         let mpath = fdpath(mounted.as_fd());
         if o.flags & REMOUNTABLE != 0 || o.cleared & REMOUNTABLE != 0 {
-            bind_remount(&mpath, o).map_err(|e| mount_err(m, &e))?;
+            // In a user namespace the source's flags would be locked under runc (its bind is
+            // made inside the namespace) and kept; kakuri's bind comes from the runtime with
+            // open_tree and is not locked, so they are kept explicitly.
+            if plan.in_new_userns {
+                bind_remount(&mpath, o)
+            } else {
+                bind_remount_requested(&mpath, o)
+            }
+            .map_err(|e| mount_err(m, &e))?;
         }
         finish_mount(&mounted, m)?;
     } else {
