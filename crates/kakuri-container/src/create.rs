@@ -439,6 +439,9 @@ impl Runtime {
 
         let mounts = rootfs::mount_plans(spec.mounts().as_deref().unwrap_or(&[]), &bundle.dir)
             .map_err(Error::msg)?;
+        if shared_mountns {
+            rootfs::refuse_root_mounts(&mounts).map_err(Error::msg)?;
+        }
         let dev_is_bind = mounts
             .iter()
             .any(|m| m.destination == Path::new("/dev") && m.options.is_bind());

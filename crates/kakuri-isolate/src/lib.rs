@@ -281,6 +281,20 @@ fn write_id_maps(pid: i32, plan: &InitPlan) -> Result<(), String> {
     Ok(())
 }
 
+/// The new namespaces the init makes itself, with `unshare` after joining a user namespace by
+/// path, instead of the clone: a namespace belongs to the user namespace of the process that
+/// makes it, and only the joined one gives the container rights over its mount, network, UTS
+/// and IPC namespaces (runc's nsexec also joins first and unshares after). A new pid namespace
+/// cannot be made that way (the init would not be in it) and stays with the clone.
+fn made_by_init(ns: &NamespacePlan) -> libc::c_int {
+    if ns.join.iter().any(|(f, _)| *f == libc::CLONE_NEWUSER) {
+        ns.clone_flags
+            & (libc::CLONE_NEWNS | libc::CLONE_NEWNET | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC)
+    } else {
+        0
+    }
+}
+
 /// A created container init (or its failure already cleaned up).
 pub struct Spawned {
     pub pid: i32,
@@ -352,7 +366,7 @@ pub fn spawn(
         return Err(e);
     }
     // SAFETY: kakuri is single-threaded here (documented contract of this function).
-    let forked = unsafe { sys::fork_clone(ns.clone_flags) };
+    let forked = unsafe { sys::fork_clone(ns.clone_flags & !made_by_init(ns)) };
     if !matches!(forked, Ok(sys::Forked::Child)) {
         // Only the parent goes back: the child stays in the namespaces entered for it.
         undo(&mut restore);
@@ -513,6 +527,21 @@ fn init_main(
     if plan.in_new_userns {
         sys::setresgid(0).map_err(|e| format!("setgid 0 in the user namespace: {e}"))?;
         sys::setresuid(0).map_err(|e| format!("setuid 0 in the user namespace: {e}"))?;
+    }
+    let late = made_by_init(&plan.namespaces);
+    if late != 0 {
+        sys::unshare(late).map_err(|e| {
+            format!(
+                "new namespaces in the joined user namespace: {}",
+                os_error(&e)
+            )
+        })?;
+    }
+    // A new network namespace has only `lo`, down: bring it up as runc does (a failure is fatal
+    // there too).
+    if plan.namespaces.clone_flags & libc::CLONE_NEWNET != 0 {
+        sys::link_up("lo")
+            .map_err(|e| format!("bring up the loopback interface lo: {}", os_error(&e)))?;
     }
     // The procfs handle for sysctl writes, taken before the container mounts anything.
     let proc_root = if plan.sysctl.is_empty() {
@@ -686,14 +715,28 @@ fn finish_process(
         load_seccomp(steps, ch)?;
     }
     proc.give_stdio_to_user(slave.as_ref().map(|s| s.as_fd()))?;
+    // The cwd is entered before the user changes, as runc does, so a directory only root may
+    // enter (/root, mode 0700) works for any user; on EACCES/EPERM it is tried again as the
+    // process user (a directory its owner may enter but the runtime's root may not, on NFS).
+    let chdir = || {
+        nix::unistd::chdir(&proc.cwd).map_err(|e| {
+            let msg = format!(
+                "chdir to cwd ({:?}) set in config.json failed: {}",
+                proc.cwd,
+                os_error(&std::io::Error::from(e))
+            );
+            (e, msg)
+        })
+    };
+    let retry_cwd = match chdir() {
+        Ok(()) => false,
+        Err((nix::errno::Errno::EACCES | nix::errno::Errno::EPERM, _)) => true,
+        Err((_, msg)) => return Err(msg),
+    };
     proc.apply_credentials(setgroups_ok)?;
-    nix::unistd::chdir(&proc.cwd).map_err(|e| {
-        format!(
-            "chdir to cwd ({:?}) set in config.json failed: {}",
-            proc.cwd,
-            os_error(&std::io::Error::from(e))
-        )
-    })?;
+    if retry_cwd {
+        chdir().map_err(|(_, msg)| msg)?;
+    }
     check_cwd_inside_root(&proc.cwd)?;
     // Every container process leads a session (and process group) of its own, as with runc
     // (its nsexec calls setsid for the init and for exec'd processes): signals to the caller's

@@ -172,6 +172,11 @@ fn current_flags(target: &Path) -> libc::c_ulong {
                     m |= ms;
                 }
             }
+            // Neither relatime nor noatime is strictatime; a remount without MS_STRICTATIME
+            // would make it relatime.
+            if m & (libc::MS_NOATIME | libc::MS_RELATIME) == 0 {
+                m |= libc::MS_STRICTATIME;
+            }
             m
         }
         Err(_) => 0,
@@ -189,14 +194,61 @@ const REMOUNTABLE: libc::c_ulong = libc::MS_RDONLY
 
 /// Remount the bind mount at `target` with `o`'s flags, keeping what it had unless `o` clears it.
 fn bind_remount(target: &Path, o: &MountOptions) -> std::io::Result<()> {
+    const ATIME: libc::c_ulong = libc::MS_NOATIME | libc::MS_RELATIME | libc::MS_STRICTATIME;
     let want = o.flags & REMOUNTABLE;
-    let have = current_flags(target);
-    let flags = ((have & !o.cleared) | want) & REMOUNTABLE;
+    let mut have = current_flags(target) & !o.cleared;
+    // One atime mode: the one asked for, else the one the mount has.
+    if want & ATIME != 0 {
+        have &= !ATIME;
+    }
+    let flags = (have | want) & REMOUNTABLE;
     sys::mount(
         None,
         target,
         None,
         libc::MS_BIND | libc::MS_REMOUNT | flags,
+        None,
+    )
+}
+
+/// The remount of a bind from `mounts[]`, as runc does it ("mount --bind -o ..."): the mount
+/// gets only the flags its options ask for, so a nosuid source bound "ro" becomes "ro" (the
+/// kernel keeps the atime mode when none is asked). Where that fails because the source's
+/// flags are locked (a mount from a more privileged user namespace), they are kept — unless an
+/// option clears one of them or asks for another atime mode, which cannot be honoured.
+fn bind_remount_requested(target: &Path, o: &MountOptions) -> std::io::Result<()> {
+    const LOCKABLE: libc::c_ulong = libc::MS_RDONLY
+        | libc::MS_NODEV
+        | libc::MS_NOEXEC
+        | libc::MS_NOSUID
+        | libc::MS_NOATIME
+        | libc::MS_RELATIME
+        | libc::MS_STRICTATIME
+        | libc::MS_NODIRATIME;
+    const ATIME: libc::c_ulong = libc::MS_NOATIME | libc::MS_RELATIME | libc::MS_STRICTATIME;
+    let want = o.flags & REMOUNTABLE;
+    let first = sys::mount(
+        None,
+        target,
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | want,
+        None,
+    );
+    let Err(e) = first else {
+        return Ok(());
+    };
+    if e.raw_os_error() != Some(libc::EPERM) {
+        return Err(e);
+    }
+    let have = current_flags(target);
+    if have & o.cleared & LOCKABLE != 0 || (want & ATIME != 0 && want & ATIME != have & ATIME) {
+        return Err(e);
+    }
+    sys::mount(
+        None,
+        target,
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | want | (have & LOCKABLE),
         None,
     )
 }
@@ -263,6 +315,21 @@ fn do_mount(
             .unwrap_or(true),
         None => m.source.as_deref().is_none_or(is_dir_source),
     };
+    // A tmpfs takes the mode of the directory it covers unless its options give one (runc
+    // puts "mode=" of the destination first; a later "mode=" in the options wins).
+    let mut data = o.data.clone();
+    if m.fstype == "tmpfs" && !bind {
+        if let Ok(fd) = open_in(root, &m.destination, libc::O_PATH) {
+            let st = nix::sys::stat::fstat(fd.as_raw_fd())
+                .map_err(|e| mount_err(m, &std::io::Error::from(e)))?;
+            let mode = format!("mode={:04o}", st.st_mode & 0o7777);
+            data = if data.is_empty() {
+                mode
+            } else {
+                format!("{mode},{data}")
+            };
+        }
+    }
     let target = if bind && !source_is_dir {
         mkfile_all(root, &m.destination)
     } else {
@@ -290,13 +357,26 @@ fn do_mount(
         let mounted = open_in(root, &m.destination, libc::O_PATH).map_err(|e| mount_err(m, &e))?;
         let mpath = fdpath(mounted.as_fd());
         if o.flags & REMOUNTABLE != 0 || o.cleared & REMOUNTABLE != 0 {
-            bind_remount(&mpath, o).map_err(|e| mount_err(m, &e))?;
+            // In a user namespace the source's flags would be locked under runc (its bind is
+            // made inside the namespace) and kept; kakuri's bind comes from the runtime with
+            // open_tree and is not locked, so they are kept explicitly.
+            if plan.in_new_userns {
+                bind_remount(&mpath, o)
+            } else {
+                bind_remount_requested(&mpath, o)
+            }
+            .map_err(|e| mount_err(m, &e))?;
         }
         finish_mount(&mounted, m)?;
     } else {
         let src = m.source.as_deref().unwrap_or(Path::new(&m.fstype));
-        let flags = o.flags & !(libc::MS_BIND | libc::MS_REC);
-        let r = sys::mount(Some(src), &tpath, Some(&m.fstype), flags, Some(&o.data));
+        let mut flags = o.flags & !(libc::MS_BIND | libc::MS_REC);
+        // A tmpfs and /dev are mounted read-write, so devices and the console can be made on
+        // /dev, and made read-only by finalize() after the pivot, as runc does.
+        if ro_later(m) {
+            flags &= !libc::MS_RDONLY;
+        }
+        let r = sys::mount(Some(src), &tpath, Some(&m.fstype), flags, Some(&data));
         match r {
             Ok(()) => {}
             // In a user namespace that does not own the network namespace, sysfs cannot be
@@ -320,6 +400,14 @@ fn do_mount(
         finish_mount(&mounted, m)?;
     }
     Ok(())
+}
+
+/// A mount asked read-only that is mounted read-write first and remounted read-only by
+/// [`finalize`]: a tmpfs, and whatever is mounted on /dev other than a bind (runc's rule).
+fn ro_later(m: &MountPlan) -> bool {
+    m.options.flags & libc::MS_RDONLY != 0
+        && !m.options.is_bind()
+        && (m.fstype == "tmpfs" || rel(&m.destination) == Path::new("dev"))
 }
 
 /// procfs and sysfs go only on a directory, never through a symlink (the final component is
@@ -370,8 +458,11 @@ fn mount_cgroups(root: BorrowedFd, m: &MountPlan, plan: &InitPlan) -> R<()> {
         let t = mkdir_all(root, dir).map_err(|e| mount_err(m, &e))?;
         let tp = fdpath(t.as_fd());
         if plan.new_cgroupns {
+            // runc's source names: "systemd" for the named systemd hierarchy.
             let source = Path::new(if src.fs_type == "cgroup2" {
                 "cgroup2"
+            } else if src.name == "systemd" {
+                "systemd"
             } else {
                 "cgroup"
             });
@@ -403,6 +494,8 @@ fn mount_cgroups(root: BorrowedFd, m: &MountPlan, plan: &InitPlan) -> R<()> {
         }
         return Ok(());
     }
+    // As runc lays out v1: a tmpfs that stays read-write ("ro" applies to the hierarchies),
+    // one directory per v1 hierarchy; the v2 hierarchy of a hybrid host is not mounted.
     sys::mount(
         Some(Path::new("tmpfs")),
         &fdpath(target.as_fd()),
@@ -411,28 +504,21 @@ fn mount_cgroups(root: BorrowedFd, m: &MountPlan, plan: &InitPlan) -> R<()> {
         Some("mode=755"),
     )
     .map_err(|e| mount_err(m, &e))?;
-    for src in &plan.cgroup_mounts {
+    for src in plan.cgroup_mounts.iter().filter(|c| c.fs_type == "cgroup") {
         one(&m.destination.join(&src.name), src)?;
-    }
-    if ro {
-        let t = open_in(root, &m.destination, libc::O_PATH).map_err(|e| mount_err(m, &e))?;
-        let mo = MountOptions {
-            flags: flags | libc::MS_RDONLY,
-            ..Default::default()
-        };
-        bind_remount(&fdpath(t.as_fd()), &mo).map_err(|e| mount_err(m, &e))?;
     }
     Ok(())
 }
 
-/// The devices every container gets, as runc creates them: (name, major, minor).
+/// The devices every container gets, as runc creates them and in its order (which shows in
+/// the mount table when they are bound from the host): (name, major, minor).
 const DEFAULT_DEVICES: [(&str, u32, u32); 6] = [
     ("null", 1, 3),
-    ("zero", 1, 5),
-    ("full", 1, 7),
     ("random", 1, 8),
-    ("urandom", 1, 9),
+    ("full", 1, 7),
     ("tty", 5, 0),
+    ("zero", 1, 5),
+    ("urandom", 1, 9),
 ];
 
 fn create_device(root: BorrowedFd, d: &DevicePlan, bind_host: bool) -> R<()> {
@@ -561,26 +647,76 @@ fn mount_point_of(path: &Path) -> PathBuf {
         let Some(raw) = line.split(' ').nth(4) else {
             continue;
         };
-        let mut bytes = Vec::with_capacity(raw.len());
-        let b = raw.as_bytes();
-        let mut i = 0;
-        while i < b.len() {
-            if b[i] == b'\\' && i + 3 < b.len() {
-                if let Ok(v) = u8::from_str_radix(&raw[i + 1..i + 4], 8) {
-                    bytes.push(v);
-                    i += 4;
-                    continue;
-                }
-            }
-            bytes.push(b[i]);
-            i += 1;
-        }
-        let mp = PathBuf::from(std::ffi::OsStr::from_bytes(&bytes));
+        let mp = unescape_mountinfo(raw);
         if path.starts_with(&mp) && mp.as_os_str().len() > best.as_os_str().len() {
             best = mp;
         }
     }
     best
+}
+
+/// A path field of /proc/self/mountinfo, its octal escapes (`\\040`...) decoded.
+fn unescape_mountinfo(raw: &str) -> PathBuf {
+    let mut bytes = Vec::with_capacity(raw.len());
+    let b = raw.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&raw[i + 1..i + 4], 8) {
+                bytes.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        bytes.push(b[i]);
+        i += 1;
+    }
+    PathBuf::from(std::ffi::OsStr::from_bytes(&bytes))
+}
+
+/// `--no-pivot`: the old root stays in the container's mount namespace under the moved rootfs,
+/// and with it the host's full procfs and sysfs mounts. The kernel lets a process in a nested
+/// user namespace mount a fresh, unmasked proc (or sysfs) when a full one is visible in its mount
+/// namespace (`mount_too_revealing`), so, as runc's msMoveRoot does, every full (root "/") proc
+/// and sysfs mount outside the rootfs is detached (made rslave first, so the unmount does not
+/// reach the host), or covered with a tmpfs where it cannot be unmounted.
+fn hide_host_proc_and_sys(rootfs: &Path) -> R<()> {
+    let rootfs = std::fs::canonicalize(rootfs).unwrap_or_else(|_| rootfs.to_path_buf());
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("read /proc/self/mountinfo: {}", os_error(&e)))?;
+    let mut points = Vec::new();
+    for line in info.lines() {
+        let (left, right) = line.split_once(" - ").unwrap_or((line, ""));
+        let f: Vec<&str> = left.split(' ').collect();
+        let fstype = right.split(' ').next().unwrap_or("");
+        if f.len() < 5 || f[3] != "/" || !matches!(fstype, "proc" | "sysfs") {
+            continue;
+        }
+        let mp = unescape_mountinfo(f[4]);
+        if !mp.starts_with(&rootfs) {
+            points.push(mp);
+        }
+    }
+    // In reverse mount order, so a mount on top of another goes first. A mount point no longer
+    // reachable (ENOENT: something above it went already) is skipped.
+    for p in points.iter().rev() {
+        let err = |e: std::io::Error| {
+            format!("hide {p:?} before the move of the rootfs: {}", os_error(&e))
+        };
+        match sys::mount(None, p, None, libc::MS_SLAVE | libc::MS_REC, None) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(err(e)),
+        }
+        match sys::umount2(p, libc::MNT_DETACH) {
+            Ok(()) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::EPERM)) => {
+                sys::mount(Some(Path::new("tmpfs")), p, Some("tmpfs"), 0, None).map_err(err)?;
+            }
+            Err(e) => return Err(err(e)),
+        }
+    }
+    Ok(())
 }
 
 /// In the container's own mount namespace: the propagation of `/` (rslave unless configured)
@@ -628,14 +764,19 @@ pub(crate) fn prepare(
     if !plan.shared_mountns {
         isolate_root(plan)?;
     }
-    let root = nix::fcntl::open(
-        &plan.rootfs,
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| format!("open rootfs {:?}: {e}", plan.rootfs))?;
-    // SAFETY: nix returned a fresh descriptor we now own.
-    let root: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(root) };
+    let open_root = || {
+        let root = nix::fcntl::open(
+            &plan.rootfs,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| format!("open rootfs {:?}: {e}", plan.rootfs))?;
+        // SAFETY: nix returned a fresh descriptor we now own.
+        Ok::<OwnedFd, String>(unsafe { std::os::fd::FromRawFd::from_raw_fd(root) })
+    };
+    let mut root = open_root()?;
     for (i, m) in plan.mounts.iter().enumerate() {
         let tree = plan
             .bind_sources
@@ -643,6 +784,13 @@ pub(crate) fn prepare(
             .find(|(j, _)| *j == i)
             .map(|(_, fd)| fd);
         do_mount(root.as_fd(), m, tree, plan, placement)?;
+        // A mount on "/" is stacked on the rootfs and becomes the container's root, as under
+        // runc (whose later mounts and pivot_root resolve the rootfs path to the top mount):
+        // what follows goes on it, pivot_root makes it the root, and root.readonly applies to
+        // it. Without a new mount namespace such a mount is refused before the clone.
+        if rel(&m.destination).as_os_str().is_empty() {
+            root = open_root()?;
+        }
     }
     create_devices(root.as_fd(), plan)?;
     let console = if plan.process.terminal {
@@ -661,6 +809,7 @@ pub(crate) fn pivot(plan: &InitPlan, root: &OwnedFd) -> R<()> {
     if plan.shared_mountns {
         nix::unistd::chroot(".").map_err(|e| format!("chroot rootfs: {e}"))?;
     } else if plan.no_pivot {
+        hide_host_proc_and_sys(&plan.rootfs)?;
         sys::mount(
             Some(&plan.rootfs),
             Path::new("/"),
@@ -693,6 +842,15 @@ pub(crate) fn finalize(plan: &InitPlan) -> R<()> {
     .map_err(|e| format!("open /: {e}"))?;
     // SAFETY: fresh descriptor from nix.
     let root: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(root) };
+    for m in plan.mounts.iter().filter(|m| ro_later(m)) {
+        let fd =
+            open_in(root.as_fd(), &m.destination, libc::O_PATH).map_err(|e| mount_err(m, &e))?;
+        let o = MountOptions {
+            flags: (m.options.flags & REMOUNTABLE) | libc::MS_RDONLY,
+            ..Default::default()
+        };
+        bind_remount(&fdpath(fd.as_fd()), &o).map_err(|e| mount_err(m, &e))?;
+    }
     for p in &plan.readonly_paths {
         let fd = match open_in(root.as_fd(), p, libc::O_PATH) {
             Ok(fd) => fd,
@@ -772,6 +930,21 @@ fn verified_dev_null(root: BorrowedFd) -> R<OwnedFd> {
         return Err("/dev/null in the container is not the null device (1:3): refusing to mask paths with it".into());
     }
     Ok(fd)
+}
+
+/// Without a mount namespace of its own, a mount on "/" would cover the rootfs in the
+/// runtime's mount namespace, over kakuri's rootfs bind, where `delete` does not look for it
+/// ([`crate::hostmount`]): refused.
+pub fn refuse_root_mounts(mounts: &[MountPlan]) -> R<()> {
+    match mounts
+        .iter()
+        .position(|m| rel(&m.destination).as_os_str().is_empty())
+    {
+        Some(i) => Err(format!(
+            "mounts[{i}].destination: a mount on \"/\" needs a mount namespace of its own"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Parse the mounts of a spec into plans (before forking, so errors come early).
