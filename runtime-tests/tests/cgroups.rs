@@ -935,12 +935,19 @@ fn ps_json_lists_host_pids() {
         .map(|p| p.as_i64().expect("pids are numbers"))
         .collect();
     assert!(pids.contains(&(init as i64)), "init {init} in {pids:?}");
+    // Host pids: each is in the container's cgroup, and each becomes one of the two sleeps (the
+    // shell's forked child may not have exec'd `sleep 60` yet when ps lists it).
+    let cg = format!("kakuri-{}-ps", env.id());
     for p in &pids {
-        let cmdline = fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default();
+        let cgroup = fs::read_to_string(format!("/proc/{p}/cgroup")).unwrap_or_default();
         assert!(
-            cmdline.starts_with("sleep"),
-            "host pid {p} is a container process: {cmdline:?}"
+            cgroup.contains(&cg),
+            "host pid {p} is not in the container's cgroup {cg}: {cgroup}"
         );
+        wait_for(&format!("host pid {p} to exec sleep"), WAIT_TIMEOUT, || {
+            let cmdline = fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            cmdline.starts_with("sleep").then_some(())
+        });
     }
     drop(c);
     env.finish();
