@@ -10,9 +10,10 @@
 mod clients_common;
 
 use clients_common::{
-    cap_mask, cgroup_dir, cgroup_dirs_named, check_masked_paths, client_test, in_pty,
-    pids_with_cmdline, read_trim, run_cmd, status_field, wait_until, Harness, Kind, Output,
-    CTR_IMAGE, MASKED_PROBE,
+    cap_mask, cgroup_dir, cgroup_dirs_named, check_head_of_yes, check_loop_into_head,
+    check_masked_paths, client_test, in_pty, pids_with_cmdline, read_trim, run_cmd, status_field,
+    wait_until, Harness, Kind, Output, CTR_IMAGE, HEAD_OF_YES, LOOP_INTO_HEAD, MASKED_PROBE,
+    PIPE_WAIT,
 };
 use std::fs;
 use std::path::Path;
@@ -528,22 +529,32 @@ fn missing_and_non_executable_binary() {
     });
 }
 
+/// `ctr run --rm ... IMAGE ID sh -c SCRIPT` within [`PIPE_WAIT`]; a task still running when
+/// the wait expires is killed and removed before the checks fail.
+fn run_sh_bounded(h: &Harness, what: &str, script: &str) -> Output {
+    let id = h.name(what);
+    let out = run_cmd(
+        run_cmdline(h, &id, &["--rm"], &["sh", "-c", script]),
+        None,
+        PIPE_WAIT,
+    );
+    if out.timed_out {
+        Task { h, id }.remove();
+    }
+    out
+}
+
 #[test]
 fn ten_megabytes_of_output() {
     test("ten_megabytes_of_output", |h| {
-        let out = run_sh(
-            h,
-            "big",
-            &[],
-            "yes 0123456789abcdef0123456789abcde | head -c 10485760",
-        );
-        out.ok();
-        assert_eq!(out.stdout.len(), 10 * 1024 * 1024);
-        let line = b"0123456789abcdef0123456789abcde\n";
-        assert!(
-            out.stdout.chunks(line.len()).all(|c| line.starts_with(c)),
-            "output corrupted"
-        );
+        check_head_of_yes(&run_sh_bounded(h, "head-of-yes", HEAD_OF_YES));
+    });
+}
+
+#[test]
+fn endless_writer_ends_at_head() {
+    test("endless_writer_ends_at_head", |h| {
+        check_loop_into_head(&run_sh_bounded(h, "loop-into-head", LOOP_INTO_HEAD));
     });
 }
 

@@ -195,7 +195,24 @@ impl Output {
         let mut out = self.out();
         if out.len() > 2000 {
             out.truncate(2000);
-            out.push_str("...");
+            out.push_str(&format!("... ({} bytes in all)", self.stdout.len()));
+        }
+        // A writer looping on EPIPE fills stderr with one error line after another.
+        let mut err = self.stderr.clone();
+        if err.len() > 3000 {
+            let head: String = err.chars().take(1500).collect();
+            let tail: String = err
+                .chars()
+                .rev()
+                .take(1500)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            err = format!(
+                "{head}\n... ({} lines in all) ...\n{tail}",
+                self.stderr.lines().count()
+            );
         }
         format!(
             "`{}` -> exit {:?}{}{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
@@ -206,7 +223,23 @@ impl Output {
                 .unwrap_or_default(),
             if self.timed_out { " TIMED OUT" } else { "" },
             out,
-            self.stderr
+            err
+        )
+    }
+
+    /// One line: exit, signal, timeout, stdout size, stderr's first line and line count.
+    pub fn summary(&self) -> String {
+        format!(
+            "`{}` -> exit {:?}{}{}, {} bytes on stdout, {} lines on stderr (first: {:?})",
+            self.what,
+            self.code,
+            self.signal
+                .map(|s| format!(" (signal {s})"))
+                .unwrap_or_default(),
+            if self.timed_out { " TIMED OUT" } else { "" },
+            self.stdout.len(),
+            self.stderr.lines().count(),
+            self.stderr.lines().next().unwrap_or("")
         )
     }
 
@@ -1021,6 +1054,51 @@ pub fn check_masked_paths(out: &Output) {
 }
 
 /// Value of a `Key:\tvalue` line of /proc/PID/status-like text.
+/// The bounded wait of the SIGPIPE scenarios: each normally ends in a few seconds; a writer
+/// left running after its reader (`head`) exited keeps the container up until this expires.
+pub const PIPE_WAIT: Duration = Duration::from_secs(40);
+/// 10 MiB through `head -c`: `yes` must end on SIGPIPE once `head` has its bytes.
+pub const HEAD_OF_YES: &str = "yes 0123456789abcdef | head -c 10485760";
+/// A shell loop that only ends on SIGPIPE: the builtin `echo` reports a write error and the
+/// loop goes on.
+pub const LOOP_INTO_HEAD: &str = "while :; do echo y; done | head -1";
+
+/// `HEAD_OF_YES` ended within [`PIPE_WAIT`], exited 0 and delivered all 10 MiB intact.
+#[track_caller]
+pub fn check_head_of_yes(out: &Output) {
+    assert!(
+        !out.timed_out,
+        "the bounded wait ({PIPE_WAIT:?}) expired: `yes` did not end when `head` exited \
+         (SIGPIPE not delivered in the container?): {}",
+        out.summary()
+    );
+    assert_eq!(out.code, Some(0), "exit code: {}", out.summary());
+    assert_eq!(
+        out.stdout.len(),
+        10 * 1024 * 1024,
+        "bytes delivered: {}",
+        out.summary()
+    );
+    let line = b"0123456789abcdef\n";
+    assert!(
+        out.stdout.chunks(line.len()).all(|c| line.starts_with(c)),
+        "output corrupted"
+    );
+}
+
+/// `LOOP_INTO_HEAD` ended within [`PIPE_WAIT`] with exit 0 and one line.
+#[track_caller]
+pub fn check_loop_into_head(out: &Output) {
+    assert!(
+        !out.timed_out,
+        "the bounded wait ({PIPE_WAIT:?}) expired: the `while` loop did not end when `head` \
+         exited (SIGPIPE not delivered in the container?): {}",
+        out.summary()
+    );
+    assert_eq!(out.code, Some(0), "exit code: {}", out.summary());
+    assert_eq!(out.out(), "y\n", "{}", out.summary());
+}
+
 pub fn status_field(status: &str, field: &str) -> String {
     status
         .lines()
