@@ -5,8 +5,10 @@
 //! state of `lo`, and the mount table (normalised: no ids, devices or host paths).
 //!
 //! Each test is one configuration (root or uid 1000, with or without a user namespace, with or
-//! without podman's default seccomp profile) probed in five ways: `run`, `run` with a terminal
-//! (`-d --console-socket`, as shims do), `exec`, `exec -t` and `exec -p`. Every differing key is
+//! without podman's default seccomp profile, a read-only root, a cwd only root may enter) probed
+//! in six ways: `run` in the foreground, `run -d` (stdio inherited), `run` with a terminal
+//! (`-d --console-socket`, as shims do), `exec`, `exec -t` and `exec -p`. A mode that fails on
+//! one side shows its error instead. Every differing key is
 //! printed in one table (mode, key, runc's value, the runtime's value), then the test fails unless
 //! each difference is listed in [`ACCEPTED`] with its reason.
 
@@ -238,7 +240,22 @@ fn probe_args() -> Vec<&'static str> {
     vec!["sh", "-c", PROBE]
 }
 
-/// Runs the five probes of one configuration under `env`'s runtime.
+/// The report of a mode whose command failed: its error, so the table shows it against the
+/// other runtime's report.
+fn failed(out: &CmdOutput) -> BTreeMap<String, String> {
+    let last = out
+        .stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("(no error text)");
+    BTreeMap::from([(
+        "failed".to_string(),
+        format!("exit {:?}: {}", out.code, unescape_log(last)),
+    )])
+}
+
+/// Runs the six probes of one configuration under `env`'s runtime.
 fn probe_all(env: &TestEnv, configure: &dyn Fn(&mut Bundle)) -> Reports {
     let mut reports = Reports::new();
     let bundle = |args: &[&str], terminal: bool| {
@@ -253,18 +270,25 @@ fn probe_all(env: &TestEnv, configure: &dyn Fn(&mut Bundle)) -> Reports {
     // run, in the foreground, stdio passed through.
     let b = bundle(&probe_args(), false);
     let (_, out) = env.run_container(&b, &[]);
-    out.ok();
-    reports.insert("run", parse_report(&out.stdout));
+    let report = if out.success() {
+        parse_report(&out.stdout)
+    } else {
+        failed(&out)
+    };
+    reports.insert("run", report);
 
     // run -d: stdio inherited by the container (what shims do without a terminal).
     let b = bundle(&probe_args(), false);
     b.write();
     let id = env.new_id();
     let out = env.run(&["run", "-d", "--bundle", b.dir().to_str().unwrap(), &id]);
-    out.ok();
     let c = env.container(&id, &out);
-    let text = c.wait_stdout("#end");
-    reports.insert("run -d", parse_report(&text));
+    let report = if out.success() {
+        parse_report(&c.wait_stdout("#end"))
+    } else {
+        failed(&out)
+    };
+    reports.insert("run -d", report);
     drop(c);
 
     // run with a terminal: detached, the pty master through --console-socket.
@@ -281,22 +305,37 @@ fn probe_all(env: &TestEnv, configure: &dyn Fn(&mut Bundle)) -> Reports {
         b.dir().to_str().unwrap(),
         &id,
     ]);
-    out.ok();
     let c = env.container(&id, &out);
-    let (master, _) = sock.receive_master(CMD_TIMEOUT);
-    let text = read_pty_until(&master, "#end", WAIT_TIMEOUT);
-    reports.insert("run -t", parse_report(&text));
+    let report = if out.success() {
+        let (master, _) = sock.receive_master(CMD_TIMEOUT);
+        parse_report(&read_pty_until(&master, "#end", WAIT_TIMEOUT))
+    } else {
+        failed(&out)
+    };
+    reports.insert("run -t", report);
     drop(c);
 
     // exec into a running container: plain, -t and -p.
     let sleeper = bundle(&["sleep", "1000"], false);
-    let c = env.create(&sleeper);
+    let id = env.new_id();
+    let out = env.create_raw(&sleeper, &id, &[]);
+    let c = env.container(&id, &out);
+    if !out.success() {
+        for mode in ["exec", "exec -t", "exec -p"] {
+            reports.insert(mode, failed(&out));
+        }
+        return reports;
+    }
     c.start();
     let mut exec = vec!["exec", c.id()];
     exec.extend(probe_args());
     let out = env.run(&exec);
-    out.ok();
-    reports.insert("exec", parse_report(&out.stdout));
+    let report = if out.success() {
+        parse_report(&out.stdout)
+    } else {
+        failed(&out)
+    };
+    reports.insert("exec", report);
 
     let sock = ConsoleSocket::bind(&env.dir().join("exec-t.sock"));
     let mut exec_t = vec![
@@ -308,10 +347,14 @@ fn probe_all(env: &TestEnv, configure: &dyn Fn(&mut Bundle)) -> Reports {
         c.id(),
     ];
     exec_t.extend(probe_args());
-    env.run(&exec_t).ok();
-    let (master, _) = sock.receive_master(CMD_TIMEOUT);
-    let text = read_pty_until(&master, "#end", WAIT_TIMEOUT);
-    reports.insert("exec -t", parse_report(&text));
+    let out = env.run(&exec_t);
+    let report = if out.success() {
+        let (master, _) = sock.receive_master(CMD_TIMEOUT);
+        parse_report(&read_pty_until(&master, "#end", WAIT_TIMEOUT))
+    } else {
+        failed(&out)
+    };
+    reports.insert("exec -t", report);
 
     let mut process = sleeper.config()["process"].clone();
     process["args"] = json!(probe_args());
@@ -319,8 +362,12 @@ fn probe_all(env: &TestEnv, configure: &dyn Fn(&mut Bundle)) -> Reports {
     let pfile = env.dir().join("process.json");
     std::fs::write(&pfile, process.to_string()).unwrap();
     let out = env.run(&["exec", "-p", pfile.to_str().unwrap(), c.id()]);
-    out.ok();
-    reports.insert("exec -p", parse_report(&out.stdout));
+    let report = if out.success() {
+        parse_report(&out.stdout)
+    } else {
+        failed(&out)
+    };
+    reports.insert("exec -p", report);
     drop(c);
     reports
 }
@@ -342,6 +389,19 @@ fn compare(config: &str, runc: &Reports, ours: &Reports) {
     let mut unaccepted = 0;
     for (mode, a) in runc {
         let b = &ours[mode];
+        // A mode that failed on one side: its error is the one difference worth showing.
+        if a.contains_key("failed") || b.contains_key("failed") {
+            let side = |r: &BTreeMap<String, String>| match r.get("failed") {
+                Some(e) => e.clone(),
+                None => "(ran)".to_string(),
+            };
+            if side(a) != side(b) {
+                let why = accepted(mode, "failed");
+                unaccepted += usize::from(why.is_none());
+                rows.push((*mode, "failed".to_string(), side(a), side(b), why));
+            }
+            continue;
+        }
         let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
         for k in keys {
             let (va, vb) = (a.get(k), b.get(k));
@@ -372,7 +432,8 @@ fn compare(config: &str, runc: &Reports, ours: &Reports) {
             .unwrap_or_default();
         table += &format!("  {mode:8} | {k:28} | {va} | {vb}{note}\n");
     }
-    if !rows.is_empty() {
+    if !rows.is_empty() && unaccepted == 0 {
+        // Only accepted differences: shown, and the test passes.
         println!("{table}");
     }
     assert!(
@@ -416,6 +477,19 @@ fn read_only_root_non_root_user() {
     differential("read-only root, uid 1000", &|b| {
         b.set_readonly_root(true);
         user(b);
+    });
+}
+
+/// A cwd only root may enter (mode 0700), for uid 1000: runc changes directory before it
+/// changes user (and again after), so the process starts there.
+#[test]
+fn cwd_only_root_may_enter_non_root_user() {
+    differential("cwd /root (0700), uid 1000", &|b| {
+        user(b);
+        let root = b.rootfs().join("root");
+        std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        b.set_cwd("/root");
     });
 }
 
