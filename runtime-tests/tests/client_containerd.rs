@@ -11,9 +11,9 @@ mod clients_common;
 
 use clients_common::{
     cap_mask, cgroup_dir, cgroup_dirs_named, check_head_of_yes, check_loop_into_head,
-    check_masked_paths, client_test, in_pty, pids_with_cmdline, read_trim, run_cmd, status_field,
-    wait_until, Harness, Kind, Output, CTR_IMAGE, HEAD_OF_YES, LOOP_INTO_HEAD, MASKED_PROBE,
-    PIPE_WAIT,
+    check_masked_paths, client_test, in_pty, pids_with_cmdline, read_trim, run_cmd,
+    run_cmd_holding_stdin, status_field, wait_until, Harness, Kind, Output, OutputReady, CTR_IMAGE,
+    HEAD_OF_YES, LOOP_INTO_HEAD, MASKED_PROBE, PIPE_WAIT,
 };
 use std::fs;
 use std::path::Path;
@@ -90,7 +90,7 @@ impl<'a> Task<'a> {
         self.ls().map(|(p, _)| p).expect("task listed")
     }
 
-    fn exec(&self, opts: &[&str], argv: &[&str], stdin: Option<&[u8]>) -> Output {
+    fn exec_cmd(&self, opts: &[&str], argv: &[&str]) -> Command {
         let mut c = self.h.ctr();
         c.args(["task", "exec", "--exec-id", &self.h.name("exec")])
             .arg("--fifo-dir")
@@ -98,7 +98,26 @@ impl<'a> Task<'a> {
             .args(opts)
             .arg(&self.id)
             .args(argv);
-        run_cmd(c, stdin, T)
+        c
+    }
+
+    /// `sh -c SCRIPT; cat >/dev/null` in the task, with `data` on stdin, which stays open until
+    /// stdout ends with `stdout_end` and stderr holds `stderr_has`: the process exits only after
+    /// its output was read (ctr 1.6 stops copying an exec's output once the process exits).
+    fn exec_read_out(
+        &self,
+        opts: &[&str],
+        script: &str,
+        data: &[u8],
+        stdout_end: &'static str,
+        stderr_has: &'static str,
+    ) -> Output {
+        let script = format!("{script}; rc=$?; cat >/dev/null; exit $rc");
+        let ready: OutputReady = Box::new(move |out, err| {
+            out.ends_with(stdout_end.as_bytes())
+                && String::from_utf8_lossy(err).contains(stderr_has)
+        });
+        run_cmd_holding_stdin(self.exec_cmd(opts, &["sh", "-c", &script]), data, ready, T)
     }
 
     fn remove(&self) {
@@ -159,34 +178,25 @@ fn exec_output_code_user_cwd_env_stdin() {
     test("exec_output_code_user_cwd_env_stdin", |h| {
         let t = Task::start(h, "exec", &["--env", "KAKURI_ENV=from-run"], TRAPPING);
         // ctr 1.6 cancels its copy of an exec's output as soon as the process has exited:
-        // each command sleeps a little before exiting so that its output is read first.
-        let out = t.exec(
+        // each command waits for the end of its input, which comes once its output was read.
+        let out = t.exec_read_out(
             &[],
-            &[
-                "sh",
-                "-c",
-                "echo exec-out; echo exec-err >&2; sleep 0.3; exit 5",
-            ],
-            None,
+            "echo exec-out; echo exec-err >&2; (exit 5)",
+            b"",
+            "exec-out\n",
+            "exec-err",
         );
         out.expect_code(5);
         assert_eq!(out.out(), "exec-out\n", "{}", out.describe());
         assert!(out.stderr.contains("exec-err"), "{}", out.describe());
-        let out = t.exec(
-            &["--user", "1000:2001"],
-            &["sh", "-c", "id -u; id -g; sleep 0.3"],
-            None,
-        );
+        let out = t.exec_read_out(&["--user", "1000:2001"], "id -u; id -g", b"", "2001\n", "");
         assert_eq!(out.ok(), "1000\n2001\n", "{}", out.describe());
-        let out = t.exec(&["--cwd", "/tmp"], &["sh", "-c", "pwd; sleep 0.3"], None);
+        let out = t.exec_read_out(&["--cwd", "/tmp"], "pwd", b"", "\n", "");
         assert_eq!(out.ok(), "/tmp\n", "{}", out.describe());
-        let out = t.exec(&[], &["sh", "-c", "echo $KAKURI_ENV; sleep 0.3"], None);
+        let out = t.exec_read_out(&[], "echo $KAKURI_ENV", b"", "\n", "");
         assert_eq!(out.ok(), "from-run\n", "{}", out.describe());
-        let out = t.exec(
-            &[],
-            &["sh", "-c", "wc -c; sleep 0.3"],
-            Some(&[b'x'; 100_000]),
-        );
+        // head reads exactly the data, so the count comes before the end of input.
+        let out = t.exec_read_out(&[], "head -c 100000 | wc -c", &[b'x'; 100_000], "\n", "");
         assert_eq!(out.ok().trim(), "100000", "{}", out.describe());
     });
 }
@@ -529,13 +539,18 @@ fn missing_and_non_executable_binary() {
     });
 }
 
-/// `ctr run --rm ... IMAGE ID sh -c SCRIPT` within [`PIPE_WAIT`]; a task still running when
+/// `ctr run --rm ... IMAGE ID sh -c SCRIPT` within [`PIPE_WAIT`], holding stdin open until
+/// `stdout_len` bytes are out (the script then waits for the end of its input before it exits:
+/// ctr 1.6 stops copying the output once the process has exited); a task still running when
 /// the wait expires is killed and removed before the checks fail.
-fn run_sh_bounded(h: &Harness, what: &str, script: &str) -> Output {
+fn run_sh_bounded(h: &Harness, what: &str, script: &str, stdout_len: usize) -> Output {
     let id = h.name(what);
-    let out = run_cmd(
-        run_cmdline(h, &id, &["--rm"], &["sh", "-c", script]),
-        None,
+    let script = format!("{script}; rc=$?; cat >/dev/null; exit $rc");
+    let ready: OutputReady = Box::new(move |out, _| out.len() >= stdout_len);
+    let out = run_cmd_holding_stdin(
+        run_cmdline(h, &id, &["--rm"], &["sh", "-c", &script]),
+        b"",
+        ready,
         PIPE_WAIT,
     );
     if out.timed_out {
@@ -547,14 +562,19 @@ fn run_sh_bounded(h: &Harness, what: &str, script: &str) -> Output {
 #[test]
 fn ten_megabytes_of_output() {
     test("ten_megabytes_of_output", |h| {
-        check_head_of_yes(&run_sh_bounded(h, "head-of-yes", HEAD_OF_YES));
+        check_head_of_yes(&run_sh_bounded(
+            h,
+            "head-of-yes",
+            HEAD_OF_YES,
+            10 * 1024 * 1024,
+        ));
     });
 }
 
 #[test]
 fn endless_writer_ends_at_head() {
     test("endless_writer_ends_at_head", |h| {
-        check_loop_into_head(&run_sh_bounded(h, "loop-into-head", LOOP_INTO_HEAD));
+        check_loop_into_head(&run_sh_bounded(h, "loop-into-head", LOOP_INTO_HEAD, 2));
     });
 }
 

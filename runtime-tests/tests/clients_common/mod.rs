@@ -23,7 +23,7 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -275,7 +275,31 @@ impl Output {
 }
 
 /// Runs `cmd` with `stdin` as its input, killing its process group after `timeout`.
-pub fn run_cmd(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Output {
+pub fn run_cmd(cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Output {
+    run_cmd_inner(cmd, stdin, None, timeout)
+}
+
+/// What the output must hold before [`run_cmd_holding_stdin`] closes stdin: (stdout, stderr).
+pub type OutputReady = Box<dyn Fn(&[u8], &[u8]) -> bool + Send>;
+
+/// Like [`run_cmd`], but stdin stays open after `data` until the output so far satisfies
+/// `ready`, and is closed then. A command that ends at end of input therefore exits only after
+/// its output was read: ctr 1.6 stops copying an exec's output as soon as the process exits.
+pub fn run_cmd_holding_stdin(
+    cmd: Command,
+    data: &[u8],
+    ready: OutputReady,
+    timeout: Duration,
+) -> Output {
+    run_cmd_inner(cmd, Some(data), Some(ready), timeout)
+}
+
+fn run_cmd_inner(
+    mut cmd: Command,
+    stdin: Option<&[u8]>,
+    ready: Option<OutputReady>,
+    timeout: Duration,
+) -> Output {
     let what = format!("{cmd:?}").replace('"', "");
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
@@ -298,27 +322,52 @@ pub fn run_cmd(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Out
             }
         }
     };
+    let out_buf = Arc::new(Mutex::new(Vec::new()));
+    let err_buf = Arc::new(Mutex::new(Vec::new()));
+    let deadline = Instant::now() + timeout;
+    let exited = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = stdin.map(|data| {
         let data = data.to_vec();
         let mut pipe = child.stdin.take().expect("stdin is piped");
+        let (out_buf, err_buf) = (out_buf.clone(), err_buf.clone());
+        let exited = exited.clone();
         thread::spawn(move || {
             // The command may exit before reading everything; that is its business.
             let _ = pipe.write_all(&data);
+            if let Some(ready) = ready {
+                // Hold stdin open until the output is there (or the command is gone, or the
+                // time is up).
+                while Instant::now() < deadline && !exited.load(Ordering::SeqCst) {
+                    let done = {
+                        let out = out_buf.lock().unwrap_or_else(|e| e.into_inner());
+                        let err = err_buf.lock().unwrap_or_else(|e| e.into_inner());
+                        ready(&out, &err)
+                    };
+                    if done {
+                        break;
+                    }
+                    thread::sleep(Duration::from_millis(10));
+                }
+            }
         })
     });
-    let mut out_pipe = child.stdout.take().expect("stdout is piped");
-    let mut err_pipe = child.stderr.take().expect("stderr is piped");
-    let out_reader = thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out_pipe.read_to_end(&mut v);
-        v
-    });
-    let err_reader = thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err_pipe.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + timeout;
+    let out_pipe = child.stdout.take().expect("stdout is piped");
+    let err_pipe = child.stderr.take().expect("stderr is piped");
+    let reader = |mut pipe: Box<dyn Read + Send>, buf: Arc<Mutex<Vec<u8>>>| {
+        thread::spawn(move || {
+            let mut chunk = [0u8; 65536];
+            while let Ok(n) = pipe.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                buf.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(&chunk[..n]);
+            }
+        })
+    };
+    let out_reader = reader(Box::new(out_pipe), out_buf.clone());
+    let err_reader = reader(Box::new(err_pipe), err_buf.clone());
     let mut timed_out = false;
     let status = loop {
         match child.try_wait() {
@@ -332,6 +381,7 @@ pub fn run_cmd(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Out
             Err(_) => break None,
         }
     };
+    exited.store(true, Ordering::SeqCst);
     if timed_out {
         // Background children of the command may still hold the pipes.
         kill_group(&child);
@@ -339,8 +389,11 @@ pub fn run_cmd(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Out
     if let Some(w) = writer {
         let _ = w.join();
     }
-    let stdout = out_reader.join().unwrap_or_default();
-    let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
+    let _ = out_reader.join();
+    let _ = err_reader.join();
+    let stdout = std::mem::take(&mut *out_buf.lock().unwrap_or_else(|e| e.into_inner()));
+    let stderr =
+        String::from_utf8_lossy(&err_buf.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
     Output {
         what,
         code: status.and_then(|s| s.code()),
