@@ -117,7 +117,13 @@ impl<'a> Task<'a> {
             out.ends_with(stdout_end.as_bytes())
                 && String::from_utf8_lossy(err).contains(stderr_has)
         });
-        run_cmd_holding_stdin(self.exec_cmd(opts, &["sh", "-c", &script]), data, ready, T)
+        run_cmd_holding_stdin(
+            self.exec_cmd(opts, &["sh", "-c", &script]),
+            data,
+            ready,
+            b"",
+            T,
+        )
     }
 
     fn remove(&self) {
@@ -276,13 +282,17 @@ fn sigterm_trapped_then_delete_leaves_nothing() {
 fn terminal_run() {
     test("terminal_run", |h| {
         let id = h.name("tty");
+        // The shell waits for a line, typed once its output was read (ctr 1.6 stops copying
+        // the output as soon as the process exits).
         let cmd = run_cmdline(
             h,
             &id,
             &["--rm", "--tty"],
-            &["sh", "-c", "tty; test -t 0 && echo stdin-is-tty"],
+            &["sh", "-c", "tty; test -t 0 && echo stdin-is-tty; read _"],
         );
-        let out = run_cmd(in_pty(&cmd), None, T);
+        let ready: OutputReady =
+            Box::new(|out, _| String::from_utf8_lossy(out).contains("stdin-is-tty"));
+        let out = run_cmd_holding_stdin(in_pty(&cmd), b"", ready, b"\n", T);
         let text = out.tty_out();
         assert!(
             out.code == Some(0) && text.contains("/dev/pts/") && text.contains("stdin-is-tty"),
@@ -300,8 +310,10 @@ fn terminal_exec() {
         c.args(["task", "exec", "--tty", "--exec-id", &h.name("e")])
             .arg("--fifo-dir")
             .arg(h.dir.join("fifo"))
-            .args([&t.id, "sh", "-c", "tty; exit 4"]);
-        let out = run_cmd(in_pty(&c), None, T);
+            .args([&t.id, "sh", "-c", "tty; read _; exit 4"]);
+        let ready: OutputReady =
+            Box::new(|out, _| String::from_utf8_lossy(out).contains("/dev/pts/"));
+        let out = run_cmd_holding_stdin(in_pty(&c), b"", ready, b"\n", T);
         assert!(out.tty_out().contains("/dev/pts/"), "{}", out.describe());
         assert_eq!(out.code, Some(4), "{}", out.describe());
     });
@@ -551,6 +563,7 @@ fn run_sh_bounded(h: &Harness, what: &str, script: &str, stdout_len: usize) -> O
         run_cmdline(h, &id, &["--rm"], &["sh", "-c", &script]),
         b"",
         ready,
+        b"",
         PIPE_WAIT,
     );
     if out.timed_out {

@@ -283,21 +283,23 @@ pub fn run_cmd(cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Output 
 pub type OutputReady = Box<dyn Fn(&[u8], &[u8]) -> bool + Send>;
 
 /// Like [`run_cmd`], but stdin stays open after `data` until the output so far satisfies
-/// `ready`, and is closed then. A command that ends at end of input therefore exits only after
-/// its output was read: ctr 1.6 stops copying an exec's output as soon as the process exits.
+/// `ready`; then `then` is written and stdin closed. A command that ends at end of input (or
+/// on the `then` line) therefore exits only after its output was read: ctr 1.6 stops copying
+/// a process's output as soon as the process exits.
 pub fn run_cmd_holding_stdin(
     cmd: Command,
     data: &[u8],
     ready: OutputReady,
+    then: &[u8],
     timeout: Duration,
 ) -> Output {
-    run_cmd_inner(cmd, Some(data), Some(ready), timeout)
+    run_cmd_inner(cmd, Some(data), Some((ready, then.to_vec())), timeout)
 }
 
 fn run_cmd_inner(
     mut cmd: Command,
     stdin: Option<&[u8]>,
-    ready: Option<OutputReady>,
+    ready: Option<(OutputReady, Vec<u8>)>,
     timeout: Duration,
 ) -> Output {
     let what = format!("{cmd:?}").replace('"', "");
@@ -334,7 +336,7 @@ fn run_cmd_inner(
         thread::spawn(move || {
             // The command may exit before reading everything; that is its business.
             let _ = pipe.write_all(&data);
-            if let Some(ready) = ready {
+            if let Some((ready, then)) = ready {
                 // Hold stdin open until the output is there (or the command is gone, or the
                 // time is up).
                 while Instant::now() < deadline && !exited.load(Ordering::SeqCst) {
@@ -344,6 +346,7 @@ fn run_cmd_inner(
                         ready(&out, &err)
                     };
                     if done {
+                        let _ = pipe.write_all(&then);
                         break;
                     }
                     thread::sleep(Duration::from_millis(10));
