@@ -45,12 +45,38 @@ fn run_cmdline(h: &Harness, id: &str, opts: &[&str], argv: &[&str]) -> Command {
     c
 }
 
-/// `ctr run --rm ... IMAGE ID sh -c SCRIPT`
+/// Printed on stdout and stderr by [`run_sh`]'s wrapper once the script is done.
+const OUTPUT_END: &str = "kakuri-test-output-end";
+
+/// `ctr run --rm ... IMAGE ID sh -c SCRIPT`. ctr 1.6 stops copying the output as soon as the
+/// process exits, so the script runs in a subshell followed by an end marker on stdout and
+/// stderr and a wait for the end of input, which the test sends once it has read both
+/// markers. The markers are removed from the output; the exit code is the script's.
 fn run_sh(h: &Harness, what: &str, opts: &[&str], script: &str) -> Output {
     let id = h.name(what);
     let mut all = vec!["--rm"];
     all.extend_from_slice(opts);
-    run_cmd(run_cmdline(h, &id, &all, &["sh", "-c", script]), None, T)
+    let wrapped = format!(
+        "( {script}\n); rc=$?; echo {OUTPUT_END}; echo {OUTPUT_END} >&2; cat >/dev/null; exit $rc"
+    );
+    let marker = format!("{OUTPUT_END}\n");
+    let ready: OutputReady = Box::new(move |out, err| {
+        String::from_utf8_lossy(out).contains(&marker)
+            && String::from_utf8_lossy(err).contains(&marker)
+    });
+    let mut out = run_cmd_holding_stdin(
+        run_cmdline(h, &id, &all, &["sh", "-c", &wrapped]),
+        b"",
+        ready,
+        b"",
+        T,
+    );
+    let marker = format!("{OUTPUT_END}\n");
+    out.stdout = String::from_utf8_lossy(&out.stdout)
+        .replace(&marker, "")
+        .into_bytes();
+    out.stderr = out.stderr.replace(&marker, "");
+    out
 }
 
 /// A detached task, killed and deleted with its container on drop.
