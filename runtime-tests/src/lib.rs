@@ -527,6 +527,15 @@ impl TestEnv {
         }
     }
 
+    /// Like [`TestEnv::new`], but every command runs `bin` instead of the runtime under test
+    /// (e.g. `/usr/sbin/runc`, for tests that compare two runtimes on one bundle). Bundles still
+    /// come from the runtime under test's `spec`.
+    pub fn with_runtime(bin: &Path) -> Self {
+        let mut env = Self::new();
+        env.rt.bin = bin.to_path_buf();
+        env
+    }
+
     /// The test's id (also the value of [`ENV_MARKER`]).
     pub fn id(&self) -> &str {
         &self.id

@@ -10,9 +10,10 @@
 mod clients_common;
 
 use clients_common::{
-    cap_mask, cgroup_dir, cgroup_dirs_named, check_masked_paths, client_test, in_pty,
-    pids_with_cmdline, read_trim, run_cmd, status_field, wait_until, Harness, Kind, Output,
-    CTR_IMAGE, MASKED_PROBE,
+    cap_mask, cgroup_dir, cgroup_dirs_named, check_head_of_yes, check_loop_into_head,
+    check_masked_paths, client_test, in_pty, pids_with_cmdline, read_trim, run_cmd,
+    run_cmd_holding_stdin, status_field, wait_until, Harness, Kind, Output, OutputReady, CTR_IMAGE,
+    HEAD_OF_YES, LOOP_INTO_HEAD, MASKED_PROBE, PIPE_WAIT,
 };
 use std::fs;
 use std::path::Path;
@@ -44,12 +45,38 @@ fn run_cmdline(h: &Harness, id: &str, opts: &[&str], argv: &[&str]) -> Command {
     c
 }
 
-/// `ctr run --rm ... IMAGE ID sh -c SCRIPT`
+/// Printed on stdout and stderr by [`run_sh`]'s wrapper once the script is done.
+const OUTPUT_END: &str = "kakuri-test-output-end";
+
+/// `ctr run --rm ... IMAGE ID sh -c SCRIPT`. ctr 1.6 stops copying the output as soon as the
+/// process exits, so the script runs in a subshell followed by an end marker on stdout and
+/// stderr and a wait for the end of input, which the test sends once it has read both
+/// markers. The markers are removed from the output; the exit code is the script's.
 fn run_sh(h: &Harness, what: &str, opts: &[&str], script: &str) -> Output {
     let id = h.name(what);
     let mut all = vec!["--rm"];
     all.extend_from_slice(opts);
-    run_cmd(run_cmdline(h, &id, &all, &["sh", "-c", script]), None, T)
+    let wrapped = format!(
+        "( {script}\n); rc=$?; echo {OUTPUT_END}; echo {OUTPUT_END} >&2; cat >/dev/null; exit $rc"
+    );
+    let marker = format!("{OUTPUT_END}\n");
+    let ready: OutputReady = Box::new(move |out, err| {
+        String::from_utf8_lossy(out).contains(&marker)
+            && String::from_utf8_lossy(err).contains(&marker)
+    });
+    let mut out = run_cmd_holding_stdin(
+        run_cmdline(h, &id, &all, &["sh", "-c", &wrapped]),
+        b"",
+        ready,
+        b"",
+        T,
+    );
+    let marker = format!("{OUTPUT_END}\n");
+    out.stdout = String::from_utf8_lossy(&out.stdout)
+        .replace(&marker, "")
+        .into_bytes();
+    out.stderr = out.stderr.replace(&marker, "");
+    out
 }
 
 /// A detached task, killed and deleted with its container on drop.
@@ -89,7 +116,7 @@ impl<'a> Task<'a> {
         self.ls().map(|(p, _)| p).expect("task listed")
     }
 
-    fn exec(&self, opts: &[&str], argv: &[&str], stdin: Option<&[u8]>) -> Output {
+    fn exec_cmd(&self, opts: &[&str], argv: &[&str]) -> Command {
         let mut c = self.h.ctr();
         c.args(["task", "exec", "--exec-id", &self.h.name("exec")])
             .arg("--fifo-dir")
@@ -97,7 +124,32 @@ impl<'a> Task<'a> {
             .args(opts)
             .arg(&self.id)
             .args(argv);
-        run_cmd(c, stdin, T)
+        c
+    }
+
+    /// `sh -c SCRIPT; cat >/dev/null` in the task, with `data` on stdin, which stays open until
+    /// stdout ends with `stdout_end` and stderr holds `stderr_has`: the process exits only after
+    /// its output was read (ctr 1.6 stops copying an exec's output once the process exits).
+    fn exec_read_out(
+        &self,
+        opts: &[&str],
+        script: &str,
+        data: &[u8],
+        stdout_end: &'static str,
+        stderr_has: &'static str,
+    ) -> Output {
+        let script = format!("{script}; rc=$?; cat >/dev/null; exit $rc");
+        let ready: OutputReady = Box::new(move |out, err| {
+            out.ends_with(stdout_end.as_bytes())
+                && String::from_utf8_lossy(err).contains(stderr_has)
+        });
+        run_cmd_holding_stdin(
+            self.exec_cmd(opts, &["sh", "-c", &script]),
+            data,
+            ready,
+            b"",
+            T,
+        )
     }
 
     fn remove(&self) {
@@ -158,34 +210,25 @@ fn exec_output_code_user_cwd_env_stdin() {
     test("exec_output_code_user_cwd_env_stdin", |h| {
         let t = Task::start(h, "exec", &["--env", "KAKURI_ENV=from-run"], TRAPPING);
         // ctr 1.6 cancels its copy of an exec's output as soon as the process has exited:
-        // each command sleeps a little before exiting so that its output is read first.
-        let out = t.exec(
+        // each command waits for the end of its input, which comes once its output was read.
+        let out = t.exec_read_out(
             &[],
-            &[
-                "sh",
-                "-c",
-                "echo exec-out; echo exec-err >&2; sleep 0.3; exit 5",
-            ],
-            None,
+            "echo exec-out; echo exec-err >&2; (exit 5)",
+            b"",
+            "exec-out\n",
+            "exec-err",
         );
         out.expect_code(5);
         assert_eq!(out.out(), "exec-out\n", "{}", out.describe());
         assert!(out.stderr.contains("exec-err"), "{}", out.describe());
-        let out = t.exec(
-            &["--user", "1000:2001"],
-            &["sh", "-c", "id -u; id -g; sleep 0.3"],
-            None,
-        );
+        let out = t.exec_read_out(&["--user", "1000:2001"], "id -u; id -g", b"", "2001\n", "");
         assert_eq!(out.ok(), "1000\n2001\n", "{}", out.describe());
-        let out = t.exec(&["--cwd", "/tmp"], &["sh", "-c", "pwd; sleep 0.3"], None);
+        let out = t.exec_read_out(&["--cwd", "/tmp"], "pwd", b"", "\n", "");
         assert_eq!(out.ok(), "/tmp\n", "{}", out.describe());
-        let out = t.exec(&[], &["sh", "-c", "echo $KAKURI_ENV; sleep 0.3"], None);
+        let out = t.exec_read_out(&[], "echo $KAKURI_ENV", b"", "\n", "");
         assert_eq!(out.ok(), "from-run\n", "{}", out.describe());
-        let out = t.exec(
-            &[],
-            &["sh", "-c", "wc -c; sleep 0.3"],
-            Some(&[b'x'; 100_000]),
-        );
+        // head reads exactly the data, so the count comes before the end of input.
+        let out = t.exec_read_out(&[], "head -c 100000 | wc -c", &[b'x'; 100_000], "\n", "");
         assert_eq!(out.ok().trim(), "100000", "{}", out.describe());
     });
 }
@@ -265,13 +308,17 @@ fn sigterm_trapped_then_delete_leaves_nothing() {
 fn terminal_run() {
     test("terminal_run", |h| {
         let id = h.name("tty");
+        // The shell waits for a line, typed once its output was read (ctr 1.6 stops copying
+        // the output as soon as the process exits).
         let cmd = run_cmdline(
             h,
             &id,
             &["--rm", "--tty"],
-            &["sh", "-c", "tty; test -t 0 && echo stdin-is-tty"],
+            &["sh", "-c", "tty; test -t 0 && echo stdin-is-tty; read _"],
         );
-        let out = run_cmd(in_pty(&cmd), None, T);
+        let ready: OutputReady =
+            Box::new(|out, _| String::from_utf8_lossy(out).contains("stdin-is-tty"));
+        let out = run_cmd_holding_stdin(in_pty(&cmd), b"", ready, b"\n", T);
         let text = out.tty_out();
         assert!(
             out.code == Some(0) && text.contains("/dev/pts/") && text.contains("stdin-is-tty"),
@@ -289,8 +336,10 @@ fn terminal_exec() {
         c.args(["task", "exec", "--tty", "--exec-id", &h.name("e")])
             .arg("--fifo-dir")
             .arg(h.dir.join("fifo"))
-            .args([&t.id, "sh", "-c", "tty; exit 4"]);
-        let out = run_cmd(in_pty(&c), None, T);
+            .args([&t.id, "sh", "-c", "tty; read _; exit 4"]);
+        let ready: OutputReady =
+            Box::new(|out, _| String::from_utf8_lossy(out).contains("/dev/pts/"));
+        let out = run_cmd_holding_stdin(in_pty(&c), b"", ready, b"\n", T);
         assert!(out.tty_out().contains("/dev/pts/"), "{}", out.describe());
         assert_eq!(out.code, Some(4), "{}", out.describe());
     });
@@ -528,22 +577,43 @@ fn missing_and_non_executable_binary() {
     });
 }
 
+/// `ctr run --rm ... IMAGE ID sh -c SCRIPT` within [`PIPE_WAIT`], holding stdin open until
+/// `stdout_len` bytes are out (the script then waits for the end of its input before it exits:
+/// ctr 1.6 stops copying the output once the process has exited); a task still running when
+/// the wait expires is killed and removed before the checks fail.
+fn run_sh_bounded(h: &Harness, what: &str, script: &str, stdout_len: usize) -> Output {
+    let id = h.name(what);
+    let script = format!("{script}; rc=$?; cat >/dev/null; exit $rc");
+    let ready: OutputReady = Box::new(move |out, _| out.len() >= stdout_len);
+    let out = run_cmd_holding_stdin(
+        run_cmdline(h, &id, &["--rm"], &["sh", "-c", &script]),
+        b"",
+        ready,
+        b"",
+        PIPE_WAIT,
+    );
+    if out.timed_out {
+        Task { h, id }.remove();
+    }
+    out
+}
+
 #[test]
 fn ten_megabytes_of_output() {
     test("ten_megabytes_of_output", |h| {
-        let out = run_sh(
+        check_head_of_yes(&run_sh_bounded(
             h,
-            "big",
-            &[],
-            "yes 0123456789abcdef0123456789abcde | head -c 10485760",
-        );
-        out.ok();
-        assert_eq!(out.stdout.len(), 10 * 1024 * 1024);
-        let line = b"0123456789abcdef0123456789abcde\n";
-        assert!(
-            out.stdout.chunks(line.len()).all(|c| line.starts_with(c)),
-            "output corrupted"
-        );
+            "head-of-yes",
+            HEAD_OF_YES,
+            10 * 1024 * 1024,
+        ));
+    });
+}
+
+#[test]
+fn endless_writer_ends_at_head() {
+    test("endless_writer_ends_at_head", |h| {
+        check_loop_into_head(&run_sh_bounded(h, "loop-into-head", LOOP_INTO_HEAD, 2));
     });
 }
 

@@ -49,6 +49,7 @@ scenarios!(
     missing_binary_127,
     not_executable_126,
     ten_megabytes_of_output,
+    endless_writer_ends_at_head,
     privileged,
 );
 

@@ -349,7 +349,16 @@ fn paused_and_stopped_containers() {
         "echo ran-after-resume",
     ]);
     let pending = env.rt().spawn(cmd);
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The new process is in the (frozen) cgroup next to the init: it cannot run until resume.
+    wait_for(
+        "the exec'd process to join the frozen cgroup",
+        WAIT_TIMEOUT,
+        || {
+            let out = c.cmd("ps", &["--format", "json"]);
+            let pids: Vec<i32> = serde_json::from_str(out.stdout.trim()).unwrap_or_default();
+            (pids.len() == 2).then_some(())
+        },
+    );
     assert!(
         process_alive(pending.pid() as i32),
         "exec returned while the container was still paused"

@@ -48,8 +48,13 @@ fn kill_create_during(kind: &str) {
     env.run(&["delete", "--force", &id]).ok();
     env.run(&["state", &id]).fails_with("does not exist");
     if kind == "createContainer" {
-        // It ran in the container's pid namespace, which ended with the init: killed too.
-        std::thread::sleep(Duration::from_secs(3));
+        // It ran in the container's pid namespace, which ended with the init: killed too. Once
+        // no process of the test is left, the hook can no longer finish.
+        wait_for("the in-container hook to be gone", WAIT_TIMEOUT, || {
+            scan_leaks(&|_: &str| false, &[], Some(env.id()))
+                .is_empty()
+                .then_some(())
+        });
         assert!(
             !done.exists(),
             "the in-container hook outlived its container"

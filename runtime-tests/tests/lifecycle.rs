@@ -2,7 +2,6 @@
 
 use kakuri_runtime_tests::*;
 use std::fs;
-use std::time::Duration;
 
 #[test]
 fn create_writes_pid_file_and_blocks_init() {
@@ -26,8 +25,12 @@ fn create_writes_pid_file_and_blocks_init() {
         process_alive(pid),
         "init process {pid} is alive after create"
     );
-    // The user process must not run before start.
-    std::thread::sleep(Duration::from_millis(300));
+    // The user process must not run before start: the init has not exec'd it (its argv[0] is
+    // still the runtime's, not `sh`), so it printed nothing.
+    let argv0 = fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(c.split(|b| *b == 0).next().unwrap_or(&[])).into_owned())
+        .unwrap_or_default();
+    assert_ne!(argv0, "sh", "the init exec'd the user process before start");
     assert!(
         !c.stdout().contains("kakuri-user-process-ran"),
         "user process ran before start: {}",
@@ -308,7 +311,7 @@ fn concurrent_creates_of_one_id_one_wins() {
 fn concurrent_commands_are_serialized() {
     let env = TestEnv::new();
     let mut b = env.bundle();
-    b.set_sh("echo started-once; sleep 60");
+    b.set_sh("echo started-once; exec sleep 60");
     let c = env.create(&b);
     let id = c.id().to_string();
     let outs: Vec<(String, CmdOutput)> = std::thread::scope(|s| {
@@ -336,7 +339,12 @@ fn concurrent_commands_are_serialized() {
         }
     }
     c.wait_stdout("started-once");
-    std::thread::sleep(Duration::from_millis(200));
+    // Once the init is `sleep 60` the script can print nothing more: the count is final.
+    let pid = c.pid();
+    wait_for("the init to exec sleep", WAIT_TIMEOUT, || {
+        let cmdline = fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        cmdline.starts_with("sleep\0").then_some(())
+    });
     assert_eq!(c.stdout().matches("started-once").count(), 1);
     assert_eq!(c.status(), "running");
     drop(c);

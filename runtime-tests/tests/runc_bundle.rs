@@ -2,7 +2,7 @@
 //! runs under kakuri, with its interactive terminal (process.terminal: true) through a real pty.
 
 use kakuri_runtime_tests::*;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -55,12 +55,36 @@ fn runc_spec_bundle_runs_interactively() {
         .spawn()
         .expect("script (util-linux) must be installed");
     let mut stdin = child.stdin.take().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let mut stdout = child.stdout.take().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    // The interactive shell prints its prompt once it reads the terminal.
+    wait_for(
+        "the container shell's prompt",
+        Duration::from_secs(20),
+        || {
+            String::from_utf8_lossy(&seen.lock().unwrap())
+                .contains("# ")
+                .then_some(())
+        },
+    );
     stdin
         .write_all(b"echo in-$(hostname)-pid$$-$(tty); touch /ro-test || echo ro-ok; exit 5\n")
         .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let text = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
     assert!(
         text.contains("in-runc-pid1-/dev/pts/0"),
         "the shell runs as PID 1 on the container's own pty with runc's hostname: {text}"
@@ -69,6 +93,6 @@ fn runc_spec_bundle_runs_interactively() {
         text.contains("ro-ok"),
         "runc's bundle has a read-only root: {text}"
     );
-    assert_eq!(out.status.code(), Some(5), "exit code propagates: {text}");
+    assert_eq!(status.code(), Some(5), "exit code propagates: {text}");
     env.finish();
 }

@@ -446,6 +446,77 @@ fn destroy_right_after_kill_waits_for_dying_processes() {
     );
 }
 
+/// The block device the blkio checks use: the first real disk in /sys/block (not loop, ram or
+/// zram), else the first block device at all: (name, major, minor).
+fn block_device() -> Option<(String, u32, u32)> {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/block")
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort_by_key(|n| {
+        let virt = n.starts_with("loop") || n.starts_with("ram") || n.starts_with("zram");
+        (virt, n.clone())
+    });
+    names.into_iter().find_map(|name| {
+        let dev = std::fs::read_to_string(format!("/sys/block/{name}/dev")).ok()?;
+        let (ma, mi) = dev.trim().split_once(':')?;
+        Some((name, ma.parse().ok()?, mi.parse().ok()?))
+    })
+}
+
+/// A block device this process can open for reading through a node of its own (outside any
+/// device rule; some hosts refuse even root an open of the disk under `/`): (major, minor).
+fn openable_block_device(nodes: &Nodes) -> Option<(u32, u32)> {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/block")
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names.into_iter().find_map(|name| {
+        let dev = std::fs::read_to_string(format!("/sys/block/{name}/dev")).ok()?;
+        let (ma, mi) = dev.trim().split_once(':')?;
+        let (ma, mi) = (ma.parse().ok()?, mi.parse().ok()?);
+        let p = nodes.add(&format!("probe-{name}"), libc::S_IFBLK, ma, mi);
+        std::fs::File::open(&p).ok().map(|_| (ma, mi))
+    })
+}
+
+/// A private directory with device nodes made by mknod (so the test needs no particular node
+/// under /dev); removed on drop.
+struct Nodes(PathBuf);
+
+impl Nodes {
+    fn new() -> Nodes {
+        let d = std::env::temp_dir().join(unique("nodes"));
+        std::fs::create_dir(&d).unwrap();
+        Nodes(d)
+    }
+
+    fn add(&self, name: &str, kind: libc::mode_t, major: u32, minor: u32) -> PathBuf {
+        use std::os::unix::ffi::OsStrExt;
+        let p = self.0.join(name);
+        let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mknod has no other memory effects.
+        let r = unsafe { libc::mknod(c.as_ptr(), kind | 0o600, libc::makedev(major, minor)) };
+        assert_eq!(
+            r,
+            0,
+            "mknod {}: {}",
+            p.display(),
+            std::io::Error::last_os_error()
+        );
+        p
+    }
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[test]
 fn cpu_cpuset_blkio_devices_are_written_and_read_back() {
     let name = unique("res");
@@ -453,64 +524,160 @@ fn cpu_cpuset_blkio_devices_are_written_and_read_back() {
         return;
     };
     f.mgr.create().unwrap();
-    f.mgr
-        .apply(&res(r#"{
-            "cpu": {"shares": 512, "quota": 50000, "period": 100000, "burst": 20000,
-                    "realtimePeriod": 1000000, "realtimeRuntime": 1000, "cpus": "0", "mems": "0"},
-            "blockIO": {"weight": 500,
-                        "throttleReadBpsDevice": [{"major": 254, "minor": 0, "rate": 1048576}],
-                        "throttleWriteBpsDevice": [{"major": 254, "minor": 0, "rate": 2097152}],
-                        "throttleReadIOPSDevice": [{"major": 254, "minor": 0, "rate": 100}],
-                        "throttleWriteIOPSDevice": [{"major": 254, "minor": 0, "rate": 200}]},
-            "devices": [
-                {"allow": false, "access": "rwm"},
-                {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
-                {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rw"},
-                {"allow": true, "type": "c", "major": 136, "access": "rwm"},
-                {"allow": true, "type": "b", "major": 7, "minor": 1, "access": "r"}
-            ]
-        }"#))
-        .expect("apply");
     let cpu = f.mgr.path("cpu").unwrap().to_path_buf();
-    assert_eq!(read(&cpu, "cpu.shares"), "512");
-    assert_eq!(read(&cpu, "cpu.cfs_quota_us"), "50000");
-    assert_eq!(read(&cpu, "cpu.cfs_period_us"), "100000");
-    assert_eq!(read(&cpu, "cpu.cfs_burst_us"), "20000");
-    assert_eq!(read(&cpu, "cpu.rt_period_us"), "1000000");
-    assert_eq!(read(&cpu, "cpu.rt_runtime_us"), "1000");
+    let blkio = f.mgr.path("blkio").unwrap().to_path_buf();
+    let has = |dir: &Path, file: &str| dir.join(file).exists();
+
+    // cpu: the optional files only where this kernel has them (cfs burst 5.14+, RT group
+    // scheduling is a build option).
+    let mut cpu_json = serde_json::json!({"shares": 512, "quota": 50000, "period": 100000,
+        "cpus": "0", "mems": "0"});
+    let mut cpu_want = vec![
+        ("cpu.shares", "512"),
+        ("cpu.cfs_quota_us", "50000"),
+        ("cpu.cfs_period_us", "100000"),
+    ];
+    if has(&cpu, "cpu.cfs_burst_us") {
+        cpu_json["burst"] = 20000.into();
+        cpu_want.push(("cpu.cfs_burst_us", "20000"));
+    } else {
+        eprintln!("not checked: this kernel has no cpu.cfs_burst_us");
+    }
+    if has(&cpu, "cpu.rt_runtime_us") {
+        cpu_json["realtimePeriod"] = 1000000.into();
+        cpu_json["realtimeRuntime"] = 1000.into();
+        cpu_want.push(("cpu.rt_period_us", "1000000"));
+        cpu_want.push(("cpu.rt_runtime_us", "1000"));
+    } else {
+        eprintln!("not checked: this kernel has no RT group scheduling (cpu.rt_runtime_us)");
+    }
+
+    // blkio: the weight needs CFQ (blkio.weight) or BFQ (blkio.bfq.weight); throttling needs a
+    // block device. Where the weight file is missing, the error must name it (and the v2 guest
+    // shows io.weight working: runtime-tests cgroups.rs block_io_weight).
+    let weight_files = if has(&blkio, "blkio.weight") {
+        Some(("blkio.weight", "blkio.weight_device"))
+    } else if has(&blkio, "blkio.bfq.weight") {
+        Some(("blkio.bfq.weight", "blkio.bfq.weight_device"))
+    } else {
+        None
+    };
+    let disk = block_device();
+    let mut blkio_json = serde_json::json!({});
+    if weight_files.is_some() {
+        blkio_json["weight"] = 500.into();
+    } else {
+        eprintln!(
+            "this kernel's blkio controller has no weight file (no CFQ, BFQ not loaded): checking the error"
+        );
+        let e = f
+            .mgr
+            .apply(&res(r#"{"blockIO": {"weight": 500}}"#))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "linux.resources.blockIO.weight: write {}/blkio.weight: no such file or directory",
+                blkio.display()
+            )
+        );
+    }
+    let mut devices = vec![
+        serde_json::json!({"allow": false, "access": "rwm"}),
+        serde_json::json!({"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}),
+        serde_json::json!({"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rw"}),
+        serde_json::json!({"allow": true, "type": "c", "major": 136, "access": "rwm"}),
+    ];
+    let mut devices_want = vec![
+        "c 136:* rwm".to_string(),
+        "c 1:3 rwm".to_string(),
+        "c 1:5 rw".to_string(),
+    ];
+    match &disk {
+        Some((dname, ma, mi)) => {
+            eprintln!("block device for throttling: {dname} ({ma}:{mi})");
+            let d = |rate: u64| serde_json::json!([{"major": ma, "minor": mi, "rate": rate}]);
+            blkio_json["throttleReadBpsDevice"] = d(1048576);
+            blkio_json["throttleWriteBpsDevice"] = d(2097152);
+            blkio_json["throttleReadIOPSDevice"] = d(100);
+            blkio_json["throttleWriteIOPSDevice"] = d(200);
+        }
+        None => eprintln!("not checked: no block device in /sys/block to throttle"),
+    }
+    let nodes = Nodes::new();
+    let openable = openable_block_device(&nodes);
+    match openable {
+        Some((ma, mi)) => {
+            eprintln!("block device for the device rules: {ma}:{mi}");
+            devices.push(
+                serde_json::json!({"allow": true, "type": "b", "major": ma, "minor": mi, "access": "r"}),
+            );
+            devices_want.push(format!("b {ma}:{mi} r"));
+        }
+        None => eprintln!("not checked: no block device this process may open, for a block rule"),
+    }
+    devices_want.sort();
+    let all = serde_json::json!({"cpu": cpu_json, "blockIO": blkio_json, "devices": devices});
+    f.mgr
+        .apply(&res(&all.to_string()))
+        .unwrap_or_else(|e| panic!("apply {all}: {e}"));
+    for (file, want) in &cpu_want {
+        assert_eq!(read(&cpu, file), *want, "{file}");
+    }
     let cpuset = f.mgr.path("cpuset").unwrap().to_path_buf();
     assert_eq!(read(&cpuset, "cpuset.cpus"), "0");
     assert_eq!(read(&cpuset, "cpuset.mems"), "0");
-    let blkio = f.mgr.path("blkio").unwrap().to_path_buf();
-    assert_eq!(read(&blkio, "blkio.bfq.weight"), "500");
-    assert_eq!(
-        read(&blkio, "blkio.throttle.read_bps_device"),
-        "254:0 1048576"
-    );
-    assert_eq!(
-        read(&blkio, "blkio.throttle.write_bps_device"),
-        "254:0 2097152"
-    );
-    assert_eq!(read(&blkio, "blkio.throttle.read_iops_device"), "254:0 100");
-    assert_eq!(
-        read(&blkio, "blkio.throttle.write_iops_device"),
-        "254:0 200"
-    );
-    let devices = f.mgr.path("devices").unwrap().to_path_buf();
-    let mut list: Vec<String> = read(&devices, "devices.list")
+    if let Some((file, _)) = weight_files {
+        let got = read(&blkio, file);
+        assert!(got == "500" || got.contains("default 500"), "{file}: {got}");
+    }
+    if let Some((_, ma, mi)) = &disk {
+        for (file, v) in [
+            ("blkio.throttle.read_bps_device", 1048576),
+            ("blkio.throttle.write_bps_device", 2097152),
+            ("blkio.throttle.read_iops_device", 100),
+            ("blkio.throttle.write_iops_device", 200),
+        ] {
+            assert_eq!(read(&blkio, file), format!("{ma}:{mi} {v}"), "{file}");
+        }
+    }
+    let devices_dir = f.mgr.path("devices").unwrap().to_path_buf();
+    let mut list: Vec<String> = read(&devices_dir, "devices.list")
         .lines()
         .map(str::to_string)
         .collect();
     list.sort();
-    assert_eq!(
-        list,
-        vec!["b 7:1 r", "c 136:* rwm", "c 1:3 rwm", "c 1:5 rw"]
-    );
+    assert_eq!(list, devices_want);
 
-    // The device list is enforced for a process in the container (v1 devices controller).
+    // The device list is enforced for a process in the container (v1 devices controller), on
+    // nodes of our own: null and zero are allowed, kmsg is not; the block device may be read,
+    // not written.
+    let mut script = String::from("read _; ");
+    let mut expect = String::new();
+    for (n, ma, mi, ok) in [
+        ("null", 1, 3, true),
+        ("zero", 1, 5, true),
+        ("kmsg", 1, 11, false),
+    ] {
+        let p = nodes.add(n, libc::S_IFCHR, ma, mi);
+        script += &format!("head -c0 {} 2>/dev/null && echo {n}; ", p.display());
+        if ok {
+            expect += &format!("{n}\n");
+        }
+    }
+    if let Some((ma, mi)) = openable {
+        let p = nodes.add("disk", libc::S_IFBLK, ma, mi);
+        // Opening for writing writes nothing, even if the rule failed to deny it.
+        script += &format!(
+            "head -c0 {p} 2>/dev/null && echo disk-read; (: >> {p}) 2>/dev/null && echo disk-write; ",
+            p = p.display()
+        );
+        expect += "disk-read\n";
+    }
+    script += "true";
     let out = Command::new("sh")
         .arg("-c")
-        .arg("read _; for d in /dev/null /dev/zero /dev/kmsg /dev/loop0 /dev/loop1; do head -c0 $d 2>/dev/null && echo \"$d\"; done")
+        .arg(script)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -523,34 +690,41 @@ fn cpu_cpuset_blkio_devices_are_written_and_read_back() {
         c.stdin.take().unwrap().write_all(b"go\n").unwrap();
         let mut s = String::new();
         c.stdout.take().unwrap().read_to_string(&mut s).unwrap();
-        assert!(c.wait().unwrap().success());
-        assert_eq!(s, "/dev/null\n/dev/zero\n/dev/loop1\n");
+        let status = c.wait().unwrap();
+        assert!(status.success(), "{status}, output {s:?}");
+        assert_eq!(s, expect);
     }
     f.children.clear();
 
     // cpu.idle on its own (the kernel refuses shares changes of an idle group).
-    f.mgr.update(&res(r#"{"cpu": {"idle": 1}}"#)).unwrap();
-    assert_eq!(read(&cpu, "cpu.idle"), "1");
-    f.mgr.update(&res(r#"{"cpu": {"idle": 0}}"#)).unwrap();
-    assert_eq!(read(&cpu, "cpu.idle"), "0");
-    // A smaller period with a new quota (burst 20000 must stay <= quota).
+    if has(&cpu, "cpu.idle") {
+        f.mgr.update(&res(r#"{"cpu": {"idle": 1}}"#)).unwrap();
+        assert_eq!(read(&cpu, "cpu.idle"), "1");
+        f.mgr.update(&res(r#"{"cpu": {"idle": 0}}"#)).unwrap();
+        assert_eq!(read(&cpu, "cpu.idle"), "0");
+    } else {
+        eprintln!("not checked: this kernel has no cpu.idle");
+    }
+    // A smaller period with a new quota (a burst of 20000 must stay <= quota).
     f.mgr
         .update(&res(r#"{"cpu": {"quota": 25000, "period": 50000}}"#))
         .unwrap();
     assert_eq!(read(&cpu, "cpu.cfs_quota_us"), "25000");
     assert_eq!(read(&cpu, "cpu.cfs_period_us"), "50000");
     // Quota below the burst: the kernel refuses, the error names field and file.
-    let e = f
-        .mgr
-        .update(&res(r#"{"cpu": {"quota": 5000}}"#))
-        .unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        format!(
-            "linux.resources.cpu.quota: write {}/cpu.cfs_quota_us: invalid argument",
-            cpu.display()
-        )
-    );
+    if has(&cpu, "cpu.cfs_burst_us") {
+        let e = f
+            .mgr
+            .update(&res(r#"{"cpu": {"quota": 5000}}"#))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "linux.resources.cpu.quota: write {}/cpu.cfs_quota_us: invalid argument",
+                cpu.display()
+            )
+        );
+    }
     // Out-of-range shares are clamped by the kernel and reported like runc.
     let e = f.mgr.update(&res(r#"{"cpu": {"shares": 1}}"#)).unwrap_err();
     assert_eq!(
@@ -561,22 +735,51 @@ fn cpu_cpuset_blkio_devices_are_written_and_read_back() {
     f.mgr
         .update(&res(r#"{"devices": [{"allow": true, "access": "rwm"}]}"#))
         .unwrap();
-    assert_eq!(read(&devices, "devices.list").lines().count(), 4);
-
-    // Per-device BFQ weight on a device whose scheduler is not BFQ: the kernel error with field and file.
-    let e = f
-        .mgr
-        .apply(&res(
-            r#"{"blockIO": {"weightDevice": [{"major": 254, "minor": 0, "weight": 300}]}}"#,
-        ))
-        .unwrap_err();
     assert_eq!(
-        e.to_string(),
-        format!(
-            "linux.resources.blockIO.weightDevice: write {}/blkio.bfq.weight_device: operation not supported",
-            blkio.display()
-        )
+        read(&devices_dir, "devices.list").lines().count(),
+        devices_want.len()
     );
+
+    // A per-device weight: BFQ refuses it for a device whose scheduler is not BFQ; without CFQ
+    // or BFQ the file is missing. Either way the error names field and file.
+    let Some((dname, ma, mi)) = &disk else {
+        return;
+    };
+    let sched =
+        std::fs::read_to_string(format!("/sys/block/{dname}/queue/scheduler")).unwrap_or_default();
+    let wd = format!(
+        r#"{{"blockIO": {{"weightDevice": [{{"major": {ma}, "minor": {mi}, "weight": 300}}]}}}}"#
+    );
+    match weight_files {
+        Some(("blkio.bfq.weight", file)) if !sched.contains("[bfq]") => {
+            let e = f.mgr.apply(&res(&wd)).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "linux.resources.blockIO.weightDevice: write {}/{file}: operation not supported",
+                    blkio.display()
+                )
+            );
+        }
+        Some((_, file)) => {
+            f.mgr.apply(&res(&wd)).unwrap();
+            let got = read(&blkio, file);
+            assert!(
+                got.lines().any(|l| l == format!("{ma}:{mi} 300")),
+                "{file}: {got}"
+            );
+        }
+        None => {
+            let e = f.mgr.apply(&res(&wd)).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "linux.resources.blockIO.weightDevice: write {}/blkio.weight_device: no such file or directory",
+                    blkio.display()
+                )
+            );
+        }
+    }
 }
 
 #[test]
@@ -588,30 +791,43 @@ fn resources_without_a_mounted_controller_are_clear_errors() {
     f.mgr.create().unwrap();
     let cases = [
         (
+            "hugetlb",
             r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 1048576}]}"#,
             "linux.resources.hugepageLimits: the hugetlb controller is not mounted",
         ),
         (
+            "net_cls",
             r#"{"network": {"classID": 1048577}}"#,
             "linux.resources.network.classID: the net_cls controller is not mounted",
         ),
         (
+            "net_prio",
             r#"{"network": {"priorities": [{"name": "lo", "priority": 1}]}}"#,
             "linux.resources.network.priorities: the net_prio controller is not mounted",
         ),
         (
+            "rdma",
             r#"{"rdma": {"mlx5_0": {"hcaHandles": 1}}}"#,
             "linux.resources.rdma: the rdma controller is not mounted",
         ),
         (
+            "",
             r#"{"unified": {"memory.high": "1000000"}}"#,
             "linux.resources.unified: cannot use unified on cgroup v1",
         ),
     ];
-    for (json, want) in cases {
+    let mut checked = 0;
+    for (controller, json, want) in cases {
+        // Only the controllers this host does not mount as v1 hierarchies.
+        if !controller.is_empty() && f.mgr.path(controller).is_some() {
+            eprintln!("not checked: {controller} is mounted on this host");
+            continue;
+        }
+        checked += 1;
         let e = f.mgr.apply(&res(json)).unwrap_err();
         assert_eq!(e.to_string(), want);
     }
+    eprintln!("{checked} of 5 missing-controller errors checked");
     // Empty lists ask for nothing.
     f.mgr
         .apply(&res(

@@ -2,8 +2,9 @@
 //! for everything tested here. Each function is one test; `h.kind` picks the few differences.
 
 use super::{
-    cap_mask, cgroup_dir, cgroup_dirs_named, check_masked_paths, in_pty, pids_with_cmdline,
-    read_trim, run_cmd, status_field, wait_until, Harness, Kind, Output, IMAGE, MASKED_PROBE,
+    cap_mask, cgroup_dir, cgroup_dirs_named, check_head_of_yes, check_loop_into_head,
+    check_masked_paths, in_pty, pids_with_cmdline, read_trim, run_cmd, status_field, wait_until,
+    Harness, Kind, Output, HEAD_OF_YES, IMAGE, LOOP_INTO_HEAD, MASKED_PROBE, PIPE_WAIT,
 };
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -581,20 +582,29 @@ pub fn not_executable_126(h: &Harness) {
     );
 }
 
+/// `<cli> run --rm --name NAME IMAGE sh -c SCRIPT` within [`PIPE_WAIT`]; a container still
+/// running when the wait expires is removed before the checks fail.
+fn run_sh_bounded(h: &Harness, what: &str, script: &str) -> Output {
+    let name = h.name(what);
+    let out = run_cmd(
+        h.cli_run(&["--rm", "--name", &name, IMAGE, "sh", "-c", script]),
+        None,
+        PIPE_WAIT,
+    );
+    if out.timed_out {
+        let mut c = h.cli();
+        c.args(["rm", "-f", &name]);
+        let _ = exec(c);
+    }
+    out
+}
+
 pub fn ten_megabytes_of_output(h: &Harness) {
-    const SIZE: usize = 10 * 1024 * 1024;
-    let out = run_sh(
-        h,
-        &[],
-        "yes 0123456789abcdef0123456789abcde | head -c 10485760",
-    );
-    out.ok();
-    assert_eq!(out.stdout.len(), SIZE, "got {} bytes", out.stdout.len());
-    let line = b"0123456789abcdef0123456789abcde\n";
-    assert!(
-        out.stdout.chunks(line.len()).all(|c| line.starts_with(c)),
-        "output corrupted"
-    );
+    check_head_of_yes(&run_sh_bounded(h, "head-of-yes", HEAD_OF_YES));
+}
+
+pub fn endless_writer_ends_at_head(h: &Harness) {
+    check_loop_into_head(&run_sh_bounded(h, "loop-into-head", LOOP_INTO_HEAD));
 }
 
 /// `--privileged` gives every capability the host can give: the container's effective set is

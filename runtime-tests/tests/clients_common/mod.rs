@@ -23,7 +23,7 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -195,7 +195,24 @@ impl Output {
         let mut out = self.out();
         if out.len() > 2000 {
             out.truncate(2000);
-            out.push_str("...");
+            out.push_str(&format!("... ({} bytes in all)", self.stdout.len()));
+        }
+        // A writer looping on EPIPE fills stderr with one error line after another.
+        let mut err = self.stderr.clone();
+        if err.len() > 3000 {
+            let head: String = err.chars().take(1500).collect();
+            let tail: String = err
+                .chars()
+                .rev()
+                .take(1500)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            err = format!(
+                "{head}\n... ({} lines in all) ...\n{tail}",
+                self.stderr.lines().count()
+            );
         }
         format!(
             "`{}` -> exit {:?}{}{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
@@ -206,7 +223,23 @@ impl Output {
                 .unwrap_or_default(),
             if self.timed_out { " TIMED OUT" } else { "" },
             out,
-            self.stderr
+            err
+        )
+    }
+
+    /// One line: exit, signal, timeout, stdout size, stderr's first line and line count.
+    pub fn summary(&self) -> String {
+        format!(
+            "`{}` -> exit {:?}{}{}, {} bytes on stdout, {} lines on stderr (first: {:?})",
+            self.what,
+            self.code,
+            self.signal
+                .map(|s| format!(" (signal {s})"))
+                .unwrap_or_default(),
+            if self.timed_out { " TIMED OUT" } else { "" },
+            self.stdout.len(),
+            self.stderr.lines().count(),
+            self.stderr.lines().next().unwrap_or("")
         )
     }
 
@@ -242,7 +275,33 @@ impl Output {
 }
 
 /// Runs `cmd` with `stdin` as its input, killing its process group after `timeout`.
-pub fn run_cmd(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Output {
+pub fn run_cmd(cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Output {
+    run_cmd_inner(cmd, stdin, None, timeout)
+}
+
+/// What the output must hold before [`run_cmd_holding_stdin`] closes stdin: (stdout, stderr).
+pub type OutputReady = Box<dyn Fn(&[u8], &[u8]) -> bool + Send>;
+
+/// Like [`run_cmd`], but stdin stays open after `data` until the output so far satisfies
+/// `ready`; then `then` is written and stdin closed. A command that ends at end of input (or
+/// on the `then` line) therefore exits only after its output was read: ctr 1.6 stops copying
+/// a process's output as soon as the process exits.
+pub fn run_cmd_holding_stdin(
+    cmd: Command,
+    data: &[u8],
+    ready: OutputReady,
+    then: &[u8],
+    timeout: Duration,
+) -> Output {
+    run_cmd_inner(cmd, Some(data), Some((ready, then.to_vec())), timeout)
+}
+
+fn run_cmd_inner(
+    mut cmd: Command,
+    stdin: Option<&[u8]>,
+    ready: Option<(OutputReady, Vec<u8>)>,
+    timeout: Duration,
+) -> Output {
     let what = format!("{cmd:?}").replace('"', "");
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
@@ -265,27 +324,53 @@ pub fn run_cmd(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Out
             }
         }
     };
+    let out_buf = Arc::new(Mutex::new(Vec::new()));
+    let err_buf = Arc::new(Mutex::new(Vec::new()));
+    let deadline = Instant::now() + timeout;
+    let exited = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = stdin.map(|data| {
         let data = data.to_vec();
         let mut pipe = child.stdin.take().expect("stdin is piped");
+        let (out_buf, err_buf) = (out_buf.clone(), err_buf.clone());
+        let exited = exited.clone();
         thread::spawn(move || {
             // The command may exit before reading everything; that is its business.
             let _ = pipe.write_all(&data);
+            if let Some((ready, then)) = ready {
+                // Hold stdin open until the output is there (or the command is gone, or the
+                // time is up).
+                while Instant::now() < deadline && !exited.load(Ordering::SeqCst) {
+                    let done = {
+                        let out = out_buf.lock().unwrap_or_else(|e| e.into_inner());
+                        let err = err_buf.lock().unwrap_or_else(|e| e.into_inner());
+                        ready(&out, &err)
+                    };
+                    if done {
+                        let _ = pipe.write_all(&then);
+                        break;
+                    }
+                    thread::sleep(Duration::from_millis(10));
+                }
+            }
         })
     });
-    let mut out_pipe = child.stdout.take().expect("stdout is piped");
-    let mut err_pipe = child.stderr.take().expect("stderr is piped");
-    let out_reader = thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out_pipe.read_to_end(&mut v);
-        v
-    });
-    let err_reader = thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err_pipe.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + timeout;
+    let out_pipe = child.stdout.take().expect("stdout is piped");
+    let err_pipe = child.stderr.take().expect("stderr is piped");
+    let reader = |mut pipe: Box<dyn Read + Send>, buf: Arc<Mutex<Vec<u8>>>| {
+        thread::spawn(move || {
+            let mut chunk = [0u8; 65536];
+            while let Ok(n) = pipe.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                buf.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(&chunk[..n]);
+            }
+        })
+    };
+    let out_reader = reader(Box::new(out_pipe), out_buf.clone());
+    let err_reader = reader(Box::new(err_pipe), err_buf.clone());
     let mut timed_out = false;
     let status = loop {
         match child.try_wait() {
@@ -299,6 +384,7 @@ pub fn run_cmd(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Out
             Err(_) => break None,
         }
     };
+    exited.store(true, Ordering::SeqCst);
     if timed_out {
         // Background children of the command may still hold the pipes.
         kill_group(&child);
@@ -306,8 +392,11 @@ pub fn run_cmd(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Out
     if let Some(w) = writer {
         let _ = w.join();
     }
-    let stdout = out_reader.join().unwrap_or_default();
-    let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
+    let _ = out_reader.join();
+    let _ = err_reader.join();
+    let stdout = std::mem::take(&mut *out_buf.lock().unwrap_or_else(|e| e.into_inner()));
+    let stderr =
+        String::from_utf8_lossy(&err_buf.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
     Output {
         what,
         code: status.and_then(|s| s.code()),
@@ -1021,6 +1110,51 @@ pub fn check_masked_paths(out: &Output) {
 }
 
 /// Value of a `Key:\tvalue` line of /proc/PID/status-like text.
+/// The bounded wait of the SIGPIPE scenarios: each normally ends in a few seconds; a writer
+/// left running after its reader (`head`) exited keeps the container up until this expires.
+pub const PIPE_WAIT: Duration = Duration::from_secs(40);
+/// 10 MiB through `head -c`: `yes` must end on SIGPIPE once `head` has its bytes.
+pub const HEAD_OF_YES: &str = "yes 0123456789abcdef | head -c 10485760";
+/// A shell loop that only ends on SIGPIPE: the builtin `echo` reports a write error and the
+/// loop goes on.
+pub const LOOP_INTO_HEAD: &str = "while :; do echo y; done | head -1";
+
+/// `HEAD_OF_YES` ended within [`PIPE_WAIT`], exited 0 and delivered all 10 MiB intact.
+#[track_caller]
+pub fn check_head_of_yes(out: &Output) {
+    assert!(
+        !out.timed_out,
+        "the bounded wait ({PIPE_WAIT:?}) expired: `yes` did not end when `head` exited \
+         (SIGPIPE not delivered in the container?): {}",
+        out.summary()
+    );
+    assert_eq!(out.code, Some(0), "exit code: {}", out.summary());
+    assert_eq!(
+        out.stdout.len(),
+        10 * 1024 * 1024,
+        "bytes delivered: {}",
+        out.summary()
+    );
+    let line = b"0123456789abcdef\n";
+    assert!(
+        out.stdout.chunks(line.len()).all(|c| line.starts_with(c)),
+        "output corrupted"
+    );
+}
+
+/// `LOOP_INTO_HEAD` ended within [`PIPE_WAIT`] with exit 0 and one line.
+#[track_caller]
+pub fn check_loop_into_head(out: &Output) {
+    assert!(
+        !out.timed_out,
+        "the bounded wait ({PIPE_WAIT:?}) expired: the `while` loop did not end when `head` \
+         exited (SIGPIPE not delivered in the container?): {}",
+        out.summary()
+    );
+    assert_eq!(out.code, Some(0), "exit code: {}", out.summary());
+    assert_eq!(out.out(), "y\n", "{}", out.summary());
+}
+
 pub fn status_field(status: &str, field: &str) -> String {
     status
         .lines()
