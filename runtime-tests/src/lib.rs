@@ -352,6 +352,33 @@ impl Spawned {
     }
 }
 
+/// Starts the runtime with every signal at its default action and none blocked, as the engines
+/// (containerd's and podman's fork+exec) start it. Without this, std's `Command` spawns through
+/// glibc's posix_spawn, which leaves glibc's internal signals 32 and 33 *ignored* in the new
+/// program; runc passes that on to the container, which would make a runc-vs-kakuri comparison
+/// of `SigIgn` measure the test harness instead of the runtimes.
+pub fn clean_signals(cmd: &mut Command) {
+    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
+    // (rt_sigaction, sigprocmask) with pointers to its own stack values; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            // The raw system call: glibc's sigaction refuses its internal signals 32 and 33.
+            // The kernel's struct: handler (SIG_DFL = 0), flags, restorer, mask.
+            let dfl = [0u64; 4];
+            for sig in 1..=64 {
+                if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                    continue;
+                }
+                libc::syscall(libc::SYS_rt_sigaction, sig, dfl.as_ptr(), 0usize, 8usize);
+            }
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+}
+
 /// Makes `src` (an fd open in the test process) appear as `dst` in the child, without
 /// close-on-exec.
 pub fn pass_fd(cmd: &mut Command, src: RawFd, dst: RawFd) {
@@ -401,6 +428,7 @@ impl Runtime {
         cmd.args(args);
         cmd.env(ENV_MARKER, &self.marker);
         cmd.stdin(Stdio::null());
+        clean_signals(&mut cmd);
         cmd
     }
 

@@ -600,6 +600,9 @@ fn init_main(
     steps.create_container()?;
     rootfs::pivot(plan, &root)?;
     drop(root);
+    if plan.default_devices {
+        rootfs::reopen_dev_null()?;
+    }
     // sysctls go through the verified procfs handle, never through the container's /proc
     // (which the config or a container process may have covered with other mounts).
     if let Some(proc_root) = proc_root {

@@ -6,7 +6,7 @@
 //! rootfs (or one swapped in while we work) cannot send a mount to the host.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -930,6 +930,48 @@ fn verified_dev_null(root: BorrowedFd) -> R<OwnedFd> {
         return Err("/dev/null in the container is not the null device (1:3): refusing to mask paths with it".into());
     }
     Ok(fd)
+}
+
+/// After the root change, stdio that is a null device (a caller's `/dev/null`, often opened
+/// read-only) is replaced by the container's own /dev/null opened read-write, as runc does when
+/// it sets up /dev itself: the process sees the same `lrwx /dev/null` as under runc. The
+/// container's node is opened in-root without following links and checked to be 1:3.
+pub(crate) fn reopen_dev_null() -> R<()> {
+    let root = nix::fcntl::open(
+        "/",
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| format!("open /: {e}"))?;
+    // SAFETY: fresh descriptor from nix.
+    let root: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(root) };
+    let null_rdev = libc::makedev(1, 3);
+    let is_null = |fd: RawFd| {
+        nix::sys::stat::fstat(fd)
+            .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == null_rdev)
+    };
+    if !(0..3).any(is_null) {
+        return Ok(());
+    }
+    let checked = verified_dev_null(root.as_fd())?;
+    let null = open_in(
+        root.as_fd(),
+        Path::new("/dev/null"),
+        libc::O_RDWR | libc::O_NOFOLLOW,
+    )
+    .map_err(|e| format!("reopen /dev/null inside the container: {}", os_error(&e)))?;
+    let same = |a: RawFd, b: RawFd| match (nix::sys::stat::fstat(a), nix::sys::stat::fstat(b)) {
+        (Ok(x), Ok(y)) => x.st_dev == y.st_dev && x.st_ino == y.st_ino,
+        _ => false,
+    };
+    if !same(checked.as_raw_fd(), null.as_raw_fd()) {
+        return Err("/dev/null in the container changed while it was reopened".into());
+    }
+    for fd in (0..3).filter(|fd| is_null(*fd)) {
+        nix::unistd::dup2(null.as_raw_fd(), fd)
+            .map_err(|e| format!("reopen /dev/null as fd {fd}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Without a mount namespace of its own, a mount on "/" would cover the rootfs in the
