@@ -57,8 +57,9 @@ fn listed_device_is_not_allowed_by_the_device_cgroup() {
 fn listed_default_device_loses_its_default_rule() {
     let env = TestEnv::new();
     let dev_null = json!({"path": "/dev/null", "type": "c", "major": 1, "minor": 3, "fileMode": 0o666, "uid": 0, "gid": 0});
-    // runc's own init then fails to reopen its stdin (/dev/null) and so the container; kakuri's
-    // runs and its shell cannot open /dev/null.
+    // The init then fails to reopen its stdin (/dev/null) as the container's own /dev/null,
+    // and so does the container: runc and kakuri alike (a shell that got that far could not
+    // open /dev/null either).
     let out = run_with(&env, json!([kmsg(), dev_null]), &[]);
     assert!(
         out.stdout.contains("null-rc=1\n")

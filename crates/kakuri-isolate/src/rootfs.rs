@@ -959,7 +959,13 @@ pub(crate) fn reopen_dev_null() -> R<()> {
         Path::new("/dev/null"),
         libc::O_RDWR | libc::O_NOFOLLOW,
     )
-    .map_err(|e| format!("reopen /dev/null inside the container: {}", os_error(&e)))?;
+    // runc's wording.
+    .map_err(|e| {
+        format!(
+            "error reopening /dev/null inside container: open /dev/null: {}",
+            os_error(&e)
+        )
+    })?;
     let same = |a: RawFd, b: RawFd| match (nix::sys::stat::fstat(a), nix::sys::stat::fstat(b)) {
         (Ok(x), Ok(y)) => x.st_dev == y.st_dev && x.st_ino == y.st_ino,
         _ => false,
