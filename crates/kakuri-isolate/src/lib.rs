@@ -477,12 +477,20 @@ fn init_main(
         sys::setresgid(0).map_err(|e| format!("setgid 0 in the user namespace: {e}"))?;
         sys::setresuid(0).map_err(|e| format!("setuid 0 in the user namespace: {e}"))?;
     }
-    // The procfs handle for sysctl writes, taken before the container mounts anything.
-    let proc_root = if plan.sysctl.is_empty() {
-        None
-    } else {
-        Some(procfs::ProcRoot::open().map_err(|e| format!("linux.sysctl: {e}"))?)
-    };
+    // The procfs handle for sysctl writes and for the descriptor paths of masked and read-only
+    // paths, taken before the container mounts anything.
+    let proc_root =
+        if plan.sysctl.is_empty() && plan.masked_paths.is_empty() && plan.readonly_paths.is_empty()
+        {
+            None
+        } else {
+            let what = if plan.sysctl.is_empty() {
+                "maskedPaths/readonlyPaths"
+            } else {
+                "linux.sysctl"
+            };
+            Some(procfs::ProcRoot::open().map_err(|e| format!("{what}: {e}"))?)
+        };
     let placement = Placement {
         ch,
         new_cgroupns: plan.new_cgroupns,
@@ -536,7 +544,7 @@ fn init_main(
     drop(root);
     // sysctls go through the verified procfs handle, never through the container's /proc
     // (which the config or a container process may have covered with other mounts).
-    if let Some(proc_root) = proc_root {
+    if let Some(proc_root) = &proc_root {
         for (k, v) in &plan.sysctl {
             let p = procfs::sysctl_path(k).map_err(|e| format!("linux.sysctl[{k:?}]: {e}"))?;
             proc_root
@@ -544,7 +552,7 @@ fn init_main(
                 .map_err(|e| format!("linux.sysctl[{k:?}]: write /proc/{p}: {}", os_error(&e)))?;
         }
     }
-    rootfs::finalize(plan)?;
+    rootfs::finalize(plan, proc_root.as_ref())?;
     let proc = &plan.process;
     let slave = match console {
         Some((master, slave)) => {

@@ -13,6 +13,7 @@ use std::path::{Component, Path, PathBuf};
 use kakuri_spec::os_error;
 
 use crate::mountopts::{self, MountOptions};
+use crate::procfs::ProcRoot;
 use crate::sys;
 use crate::{CgroupMountSource, DevicePlan, InitPlan, MountPlan, Placement};
 
@@ -680,7 +681,13 @@ pub(crate) fn pivot(plan: &InitPlan, root: &OwnedFd) -> R<()> {
 }
 
 /// After pivot: masked and read-only paths, a read-only root, the final root propagation.
-pub(crate) fn finalize(plan: &InitPlan) -> R<()> {
+///
+/// The mounts of masked and read-only paths go through descriptors, named as
+/// `thread-self/fd/N` relative to `proc` (a verified procfs taken before any container mount,
+/// made the cwd meanwhile), never as `/proc/self/fd/N`: after pivot_root that path is looked
+/// up in the container's /proc, which the config may have replaced with files of its own
+/// whose `self/fd/N` lead elsewhere (CVE-2019-16884 class), and the masks would land there.
+pub(crate) fn finalize(plan: &InitPlan, proc: Option<&ProcRoot>) -> R<()> {
     let root = nix::fcntl::open(
         "/",
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
@@ -689,6 +696,16 @@ pub(crate) fn finalize(plan: &InitPlan) -> R<()> {
     .map_err(|e| format!("open /: {e}"))?;
     // SAFETY: fresh descriptor from nix.
     let root: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(root) };
+    let fdpath = |fd: BorrowedFd| match proc {
+        Some(_) => PathBuf::from(format!("thread-self/fd/{}", fd.as_raw_fd())),
+        None => fdpath(fd),
+    };
+    if let Some(proc) = proc {
+        nix::unistd::fchdir(proc.fd().as_raw_fd())
+            .map_err(|e| format!("chdir to the procfs handle: {e}"))?;
+    } else if !plan.readonly_paths.is_empty() || !plan.masked_paths.is_empty() {
+        return Err("masked or read-only paths without a verified procfs handle".into());
+    }
     for p in &plan.readonly_paths {
         let fd = match open_in(root.as_fd(), p, libc::O_PATH) {
             Ok(fd) => fd,
@@ -743,6 +760,7 @@ pub(crate) fn finalize(plan: &InitPlan) -> R<()> {
             r.map_err(|e| format!("masked path {p:?}: {}", os_error(&e)))?;
         }
     }
+    nix::unistd::fchdir(root.as_raw_fd()).map_err(|e| format!("chdir /: {e}"))?;
     if plan.root_readonly {
         let o = MountOptions {
             flags: libc::MS_RDONLY,
