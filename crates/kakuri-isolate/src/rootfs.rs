@@ -597,9 +597,11 @@ fn isolate_root(plan: &InitPlan) -> R<()> {
         .map_err(|e| format!("make / {prop:#x}: {}", os_error(&e)))?;
     // pivot_root refuses a new root whose parent mount is shared: make that one mount private
     // (only in this mount namespace); the configured propagation is applied again after pivot.
-    if prop & libc::MS_SHARED != 0 {
-        let parent = plan.rootfs.parent().unwrap_or(Path::new("/"));
-        let mp = mount_point_of(parent);
+    // A shared parent is left by a shared propagation, and by a non-recursive one when the
+    // host's mount there is shared.
+    let parent = plan.rootfs.parent().unwrap_or(Path::new("/"));
+    let mp = mount_point_of(parent);
+    if prop & libc::MS_SHARED != 0 || mount_is_shared(&mp) {
         sys::mount(None, &mp, None, libc::MS_PRIVATE, None)
             .map_err(|e| format!("make {mp:?} private: {}", os_error(&e)))?;
     }
@@ -613,6 +615,32 @@ fn isolate_root(plan: &InitPlan) -> R<()> {
     )
     .map_err(|e| format!("bind rootfs {:?}: {}", plan.rootfs, os_error(&e)))?;
     Ok(())
+}
+
+/// Whether the topmost mount at mount point `mp` is shared (a `shared:N` field in mountinfo).
+fn mount_is_shared(mp: &Path) -> bool {
+    // mountinfo escapes these four bytes in paths as octal.
+    let mut raw = String::new();
+    for c in mp.to_string_lossy().chars() {
+        match c {
+            ' ' => raw.push_str("\\040"),
+            '\t' => raw.push_str("\\011"),
+            '\n' => raw.push_str("\\012"),
+            '\\' => raw.push_str("\\134"),
+            c => raw.push(c),
+        }
+    }
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter(|l| l.split(' ').nth(4) == Some(raw.as_str()))
+        .last()
+        .is_some_and(|l| {
+            let optional = l.split(" - ").next().unwrap_or("");
+            optional
+                .split(' ')
+                .skip(6)
+                .any(|f| f.starts_with("shared:"))
+        })
 }
 
 /// Everything up to (not including) pivot_root. Returns the console (master, slave) if any.
