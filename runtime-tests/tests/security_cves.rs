@@ -4,7 +4,7 @@
 //! real and so that the test could fail.
 
 use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use kakuri_runtime_tests::*;
@@ -210,7 +210,7 @@ fn mount_destination_swapped_for_a_symlink_during_create() {
             !mounts.iter().any(|m| m == "/escape"),
             "round {round}: the tmpfs went through the symlink onto /escape: {mounts:?}"
         );
-        if mounts.iter().any(|m| *m == link_target) {
+        if mounts.contains(&link_target) {
             in_root += 1;
         } else {
             on_dir += 1;

@@ -632,8 +632,7 @@ fn mount_is_shared(mp: &Path) -> bool {
     }
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     info.lines()
-        .filter(|l| l.split(' ').nth(4) == Some(raw.as_str()))
-        .last()
+        .rfind(|l| l.split(' ').nth(4) == Some(raw.as_str()))
         .is_some_and(|l| {
             let optional = l.split(" - ").next().unwrap_or("");
             optional
