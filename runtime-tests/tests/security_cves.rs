@@ -4,7 +4,7 @@
 //! real and so that the test could fail.
 
 use std::os::unix::fs::symlink;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kakuri_runtime_tests::*;
@@ -388,19 +388,42 @@ fn masking_with_a_dev_null_symlink_is_refused() {
     env.finish();
 }
 
+/// Lazily unmounts what a test mounted on the host, on every exit path.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
 /// CVE-2025-52565 class (/dev/console made a symlink, so that the console bind lands on a file
 /// of the attacker's choosing). The image's /dev/console is a symlink to a host file by its
 /// absolute host path (and, in a second case, with enough `..` to climb out of the rootfs).
-/// The console is set up before pivot_root, so a path-based bind would cover the host file;
-/// kakuri resolves the target inside the rootfs. The container gets its console, and the host
-/// file is neither changed nor a mount point on the host.
+/// The console is set up before pivot_root, so a path-based bind would cover the host file in
+/// the container's mount namespace, and with `rootfsPropagation: rshared` on the host too: the
+/// host file sits on a shared mount here. kakuri resolves the target inside the rootfs. The
+/// container gets its console, and the host file is neither changed nor covered on the host.
 ///
-/// Control: a bind on the same path, done by path in a private mount namespace of the host,
-/// lands on the host file.
+/// Checked without the defence (the bind made on `<rootfs fd path>/dev/console`, rebuilt):
+/// the host saw a devpts mount on the file. Control: a bind on the same path, done by path in
+/// a private mount namespace of the host, lands on the host file.
 #[test]
 fn console_symlink_does_not_reach_the_host() {
     let env = TestEnv::new();
-    let host_file = env.dir().join("host-console-target");
+    let shared = env.dir().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let unmount = Unmount(shared.clone());
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "mount -t tmpfs tmpfs {0} && mount --make-shared {0}",
+            shared.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let host_file = shared.join("host-console-target");
     std::fs::write(&host_file, "host\n").unwrap();
     let rel = format!(
         "{}{}",
@@ -409,21 +432,10 @@ fn console_symlink_does_not_reach_the_host() {
     );
     for target in [host_file.to_string_lossy().into_owned(), rel] {
         let mut b = env.bundle();
-        let hostdev = env.dir().join(format!("dev-{}", env.new_id()));
-        std::fs::create_dir(&hostdev).unwrap();
-        symlink(&target, hostdev.join("console")).unwrap();
-        symlink("pts/ptmx", hostdev.join("ptmx")).unwrap();
-        // A /dev of the image's own (bound), with the device nodes a console needs.
-        for (name, minor) in [("null", 3u64), ("zero", 5), ("tty", 0)] {
-            let major = if name == "tty" { 5 } else { 1 };
-            let st = Command::new("mknod")
-                .arg(hostdev.join(name))
-                .args(["c", &major.to_string(), &minor.to_string()])
-                .status()
-                .unwrap();
-            assert!(st.success());
-        }
-        bind_dev_from(&mut b, &hostdev);
+        // The image's own /dev (no tmpfs over it), where the runtime makes its nodes.
+        drop_mount(&mut b, "/dev");
+        symlink(&target, b.rootfs().join("dev/console")).unwrap();
+        b.set("/linux/rootfsPropagation", json!("rshared"));
         b.set_terminal(true);
         b.set_sh("tty; echo console-done");
         b.write();
@@ -433,6 +445,14 @@ fn console_symlink_does_not_reach_the_host() {
             &b,
             &id,
             &["--console-socket", sock.path().to_str().unwrap()],
+        );
+        let on_host: Vec<String> = host_mounts_under(env.dir())
+            .into_iter()
+            .filter(|m| Path::new(m) != shared)
+            .collect();
+        assert!(
+            on_host.is_empty(),
+            "{target}: a mount reached the host: {on_host:?}"
         );
         if !out.success() {
             // Refusing the symlink (runc cannot create /dev/console through it after
@@ -444,11 +464,6 @@ fn console_symlink_does_not_reach_the_host() {
         }
         let c = env.container(&id, &out);
         let (master, _) = sock.receive_master(CMD_TIMEOUT);
-        assert!(
-            host_mounts_under(env.dir()).is_empty(),
-            "{target}: a mount reached the host: {:?}",
-            host_mounts_under(env.dir())
-        );
         c.start();
         let text = read_pty_until(&master, "console-done", WAIT_TIMEOUT);
         assert!(text.contains("/dev/pts/0"), "{target}: {text:?}");
@@ -470,6 +485,7 @@ fn console_symlink_does_not_reach_the_host() {
         "REACHED\n",
         "control: {ctl:?}"
     );
+    drop(unmount);
     env.finish();
 }
 
