@@ -59,6 +59,16 @@ fn parent_of(id: u64) -> std::io::Result<Option<u64>> {
     }))
 }
 
+/// Whether mount `id` of this process's mount namespace is shared (`shared:N` in mountinfo).
+fn mount_is_shared(id: u64) -> std::io::Result<bool> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    Ok(info.lines().any(|l| {
+        let fields = l.split(" - ").next().unwrap_or("");
+        fields.split(' ').next().and_then(|f| f.parse::<u64>().ok()) == Some(id)
+            && fields.split(' ').skip(6).any(|f| f.starts_with("shared:"))
+    }))
+}
+
 /// Before the bind: the id of the mount that holds `rootfs` now (what the state records).
 pub fn holder(rootfs: &Path) -> Result<u64, String> {
     mount_id(rootfs).map_err(|e| {
@@ -111,6 +121,18 @@ pub fn release(rootfs: &Path, holder: u64) -> Result<bool, String> {
     if parent != Some(holder) {
         log::debug!("the mount on {rootfs:?} is not kakuri's rootfs bind: left alone");
         return Ok(false);
+    }
+    // An unmount propagates to the peers of the unmounted mount's parent. A mount of the
+    // container can be such a parent: an rbind of a volume that sits on a shared host mount is
+    // a peer of that mount, and detaching it with the tree would unmount the host's own
+    // submounts of the volume. Made private first, the mounts under the bind take nothing
+    // along; the bind itself still leaves the peers of its holder (its parent). A bind that
+    // is shared (rootfsPropagation shared/rshared) propagated the container's mounts out, and
+    // only the propagated unmount takes those copies away again: it is left as it is.
+    let shared = mount_is_shared(top).map_err(|e| format!("read /proc/self/mountinfo: {e}"))?;
+    if !shared {
+        sys::mount(None, rootfs, None, libc::MS_PRIVATE | libc::MS_REC, None)
+            .map_err(|e| format!("make rootfs bind {rootfs:?} private: {}", os_error(&e)))?;
     }
     sys::umount2(rootfs, libc::MNT_DETACH)
         .map_err(|e| format!("unmount rootfs bind {rootfs:?}: {}", os_error(&e)))?;

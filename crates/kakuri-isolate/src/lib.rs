@@ -543,11 +543,22 @@ fn init_main(
         sys::link_up("lo")
             .map_err(|e| format!("bring up the loopback interface lo: {}", os_error(&e)))?;
     }
-    // The procfs handle for sysctl writes, taken before the container mounts anything.
-    let proc_root = if plan.sysctl.is_empty() {
+    // The procfs handle for sysctl writes and for the descriptor paths of masked and read-only
+    // paths and of the read-only remounts at the end, taken before the container mounts
+    // anything.
+    let proc_root = if plan.sysctl.is_empty()
+        && plan.masked_paths.is_empty()
+        && plan.readonly_paths.is_empty()
+        && !plan.mounts.iter().any(rootfs::ro_later)
+    {
         None
     } else {
-        Some(procfs::ProcRoot::open().map_err(|e| format!("linux.sysctl: {e}"))?)
+        let what = if plan.sysctl.is_empty() {
+            "maskedPaths/readonlyPaths/read-only mounts"
+        } else {
+            "linux.sysctl"
+        };
+        Some(procfs::ProcRoot::open().map_err(|e| format!("{what}: {e}"))?)
     };
     let placement = Placement {
         ch,
@@ -605,7 +616,7 @@ fn init_main(
     }
     // sysctls go through the verified procfs handle, never through the container's /proc
     // (which the config or a container process may have covered with other mounts).
-    if let Some(proc_root) = proc_root {
+    if let Some(proc_root) = &proc_root {
         for (k, v) in &plan.sysctl {
             let p = procfs::sysctl_path(k).map_err(|e| format!("linux.sysctl[{k:?}]: {e}"))?;
             proc_root
@@ -613,7 +624,7 @@ fn init_main(
                 .map_err(|e| format!("linux.sysctl[{k:?}]: write /proc/{p}: {}", os_error(&e)))?;
         }
     }
-    rootfs::finalize(plan)?;
+    rootfs::finalize(plan, proc_root.as_ref())?;
     let proc = &plan.process;
     let slave = match console {
         Some((master, slave)) => {

@@ -13,6 +13,7 @@ use std::path::{Component, Path, PathBuf};
 use kakuri_spec::os_error;
 
 use crate::mountopts::{self, MountOptions};
+use crate::procfs::ProcRoot;
 use crate::sys;
 use crate::{CgroupMountSource, DevicePlan, InitPlan, MountPlan, Placement};
 
@@ -404,7 +405,7 @@ fn do_mount(
 
 /// A mount asked read-only that is mounted read-write first and remounted read-only by
 /// [`finalize`]: a tmpfs, and whatever is mounted on /dev other than a bind (runc's rule).
-fn ro_later(m: &MountPlan) -> bool {
+pub(crate) fn ro_later(m: &MountPlan) -> bool {
     m.options.flags & libc::MS_RDONLY != 0
         && !m.options.is_bind()
         && (m.fstype == "tmpfs" || rel(&m.destination) == Path::new("dev"))
@@ -736,9 +737,11 @@ fn isolate_root(plan: &InitPlan) -> R<()> {
         .map_err(|e| format!("make / {prop:#x}: {}", os_error(&e)))?;
     // pivot_root refuses a new root whose parent mount is shared: make that one mount private
     // (only in this mount namespace); the configured propagation is applied again after pivot.
-    if prop & libc::MS_SHARED != 0 {
-        let parent = plan.rootfs.parent().unwrap_or(Path::new("/"));
-        let mp = mount_point_of(parent);
+    // A shared parent is left by a shared propagation, and by a non-recursive one when the
+    // host's mount there is shared.
+    let parent = plan.rootfs.parent().unwrap_or(Path::new("/"));
+    let mp = mount_point_of(parent);
+    if prop & libc::MS_SHARED != 0 || mount_is_shared(&mp) {
         sys::mount(None, &mp, None, libc::MS_PRIVATE, None)
             .map_err(|e| format!("make {mp:?} private: {}", os_error(&e)))?;
     }
@@ -752,6 +755,31 @@ fn isolate_root(plan: &InitPlan) -> R<()> {
     )
     .map_err(|e| format!("bind rootfs {:?}: {}", plan.rootfs, os_error(&e)))?;
     Ok(())
+}
+
+/// Whether the topmost mount at mount point `mp` is shared (a `shared:N` field in mountinfo).
+fn mount_is_shared(mp: &Path) -> bool {
+    // mountinfo escapes these four bytes in paths as octal.
+    let mut raw = String::new();
+    for c in mp.to_string_lossy().chars() {
+        match c {
+            ' ' => raw.push_str("\\040"),
+            '\t' => raw.push_str("\\011"),
+            '\n' => raw.push_str("\\012"),
+            '\\' => raw.push_str("\\134"),
+            c => raw.push(c),
+        }
+    }
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .rfind(|l| l.split(' ').nth(4) == Some(raw.as_str()))
+        .is_some_and(|l| {
+            let optional = l.split(" - ").next().unwrap_or("");
+            optional
+                .split(' ')
+                .skip(6)
+                .any(|f| f.starts_with("shared:"))
+        })
 }
 
 /// Everything up to (not including) pivot_root. Returns the console (master, slave) if any.
@@ -833,7 +861,13 @@ pub(crate) fn pivot(plan: &InitPlan, root: &OwnedFd) -> R<()> {
 }
 
 /// After pivot: masked and read-only paths, a read-only root, the final root propagation.
-pub(crate) fn finalize(plan: &InitPlan) -> R<()> {
+///
+/// The mounts of masked and read-only paths go through descriptors, named as
+/// `thread-self/fd/N` relative to `proc` (a verified procfs taken before any container mount,
+/// made the cwd meanwhile), never as `/proc/self/fd/N`: after pivot_root that path is looked
+/// up in the container's /proc, which the config may have replaced with files of its own
+/// whose `self/fd/N` lead elsewhere (CVE-2019-16884 class), and the masks would land there.
+pub(crate) fn finalize(plan: &InitPlan, proc: Option<&ProcRoot>) -> R<()> {
     let root = nix::fcntl::open(
         "/",
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
@@ -842,6 +876,16 @@ pub(crate) fn finalize(plan: &InitPlan) -> R<()> {
     .map_err(|e| format!("open /: {e}"))?;
     // SAFETY: fresh descriptor from nix.
     let root: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(root) };
+    let fdpath = |fd: BorrowedFd| match proc {
+        Some(_) => PathBuf::from(format!("thread-self/fd/{}", fd.as_raw_fd())),
+        None => fdpath(fd),
+    };
+    if let Some(proc) = proc {
+        nix::unistd::fchdir(proc.fd().as_raw_fd())
+            .map_err(|e| format!("chdir to the procfs handle: {e}"))?;
+    } else if !plan.readonly_paths.is_empty() || !plan.masked_paths.is_empty() {
+        return Err("masked or read-only paths without a verified procfs handle".into());
+    }
     for m in plan.mounts.iter().filter(|m| ro_later(m)) {
         let fd =
             open_in(root.as_fd(), &m.destination, libc::O_PATH).map_err(|e| mount_err(m, &e))?;
@@ -905,6 +949,7 @@ pub(crate) fn finalize(plan: &InitPlan) -> R<()> {
             r.map_err(|e| format!("masked path {p:?}: {}", os_error(&e)))?;
         }
     }
+    nix::unistd::fchdir(root.as_raw_fd()).map_err(|e| format!("chdir /: {e}"))?;
     if plan.root_readonly {
         let o = MountOptions {
             flags: libc::MS_RDONLY,

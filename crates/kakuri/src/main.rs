@@ -20,7 +20,7 @@ use kakuri_container::{CreateOptions, Error, Runtime};
     about = "kakuri (隔離) runs OCI containers: an OCI runtime with runc's command line",
     disable_version_flag = true
 )]
-struct Cli {
+pub(crate) struct Cli {
     /// Print the version
     #[arg(short = 'v', long = "version", global = false)]
     version: bool,
