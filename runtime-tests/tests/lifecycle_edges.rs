@@ -1,7 +1,7 @@
 //! Edges of the lifecycle and the command line: closed or full stdout and log, `kill 0`,
 //! `kill --all` after the init exited, `list -f json` key order, `exec -p` without a user,
 //! repeated `exec --cgroup`, a cgroup that is frozen or already holds processes, an init that
-//! the OOM killer takes during `create`. Each compared with runc 1.1.5 (`KAKURI_BIN=runc`
+//! the OOM killer takes during `create`, the framing of JSON outputs. Each compared with runc 1.1.5 (`KAKURI_BIN=runc`
 //! runs the suite against it; where runc differs on purpose the test says so).
 
 use kakuri_runtime_tests::*;
@@ -519,5 +519,26 @@ fn init_killed_by_the_oom_killer_is_named() {
     } else {
         out.fails_with("container init was OOM-killed (memory limit too low?)");
     }
+    env.finish();
+}
+
+/// Output framing as runc's: `state` ends at its closing brace (runc writes the indented JSON
+/// without a newline), `list -f json` and `ps -f json` end with one newline.
+#[test]
+fn json_outputs_end_as_runcs() {
+    let env = TestEnv::new();
+    let mut b = env.bundle();
+    b.set_args(&["sleep", "600"]);
+    let c = env.create(&b);
+    let state = c.cmd("state", &[]);
+    state.ok();
+    assert!(state.stdout.ends_with("\n}"), "{:?}", state.stdout);
+    let list = env.run(&["list", "-f", "json"]);
+    list.ok();
+    assert!(list.stdout.ends_with("]\n"), "{:?}", list.stdout);
+    let ps = c.cmd("ps", &["-f", "json"]);
+    ps.ok();
+    assert!(ps.stdout.ends_with("]\n"), "{:?}", ps.stdout);
+    drop(c);
     env.finish();
 }

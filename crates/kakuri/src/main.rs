@@ -324,7 +324,11 @@ fn dispatch(rt: &Runtime, cmd: Cmd, cli: &Cli) -> (Option<&'static str>, Outcome
                 .map(|c| c.clamp(0, 255) as u8),
         ),
         Cmd::Start { id } => (None, rt.start(&id).map(|_| 0)),
-        Cmd::State { id } => (None, rt.state(&id).and_then(|s| print_json(&s, true))),
+        // runc writes the state without a final newline.
+        Cmd::State { id } => (
+            None,
+            rt.state(&id).and_then(|s| print_json(&s, true, false)),
+        ),
         Cmd::Kill { id, signal, all } => (
             None,
             // Like runc: an unknown container is reported before a bad signal.
@@ -373,19 +377,20 @@ fn dispatch(rt: &Runtime, cmd: Cmd, cli: &Cli) -> (Option<&'static str>, Outcome
         Cmd::Events(a) => (None, cgroup_cmds::events(rt, &a)),
         Cmd::Features => (
             None,
-            print_json(&kakuri_container::features::features(), true),
+            print_json(&kakuri_container::features::features(), true, true),
         ),
     }
 }
 
-fn print_json<T: serde::Serialize + ?Sized>(v: &T, pretty: bool) -> Outcome {
+fn print_json<T: serde::Serialize + ?Sized>(v: &T, pretty: bool, newline: bool) -> Outcome {
     let s = if pretty {
         serde_json::to_string_pretty(v)
     } else {
         serde_json::to_string(v)
     }
     .map_err(|e| Error::msg(format!("encode JSON: {e}")))?;
-    output::stdout(format!("{}\n", output::go_html_escape(&s)).as_bytes()).map(|()| 0)
+    let end = if newline { "\n" } else { "" };
+    output::stdout(format!("{}{end}", output::go_html_escape(&s)).as_bytes()).map(|()| 0)
 }
 
 /// A table like Go's tabwriter with minwidth 12, tabwidth 1, padding 3 (runc's `list`).
@@ -427,7 +432,7 @@ fn list(rt: &Runtime, format: &str, quiet: bool) -> Outcome {
         return if entries.is_empty() {
             output::stdout(b"null\n").map(|()| 0)
         } else {
-            print_json(&entries, false)
+            print_json(&entries, false, true)
         };
     }
     let mut rows = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
@@ -450,7 +455,7 @@ fn list(rt: &Runtime, format: &str, quiet: bool) -> Outcome {
 fn ps(rt: &Runtime, id: &str, format: &str, ps_args: &[String]) -> Outcome {
     let pids = rt.pids(id)?;
     if format == "json" {
-        return print_json(&pids, false);
+        return print_json(&pids, false, true);
     }
     let args: Vec<String> = if ps_args.is_empty() {
         vec!["-ef".into()]
