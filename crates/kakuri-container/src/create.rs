@@ -437,8 +437,21 @@ impl Runtime {
             ));
         }
 
-        let mounts = rootfs::mount_plans(spec.mounts().as_deref().unwrap_or(&[]), &bundle.dir)
+        let mut mounts = rootfs::mount_plans(spec.mounts().as_deref().unwrap_or(&[]), &bundle.dir)
             .map_err(Error::msg)?;
+        {
+            use kakuri_isolate::idmap::{self, ContainerUserns};
+            let joined = ns.join.iter().find(|(f, _)| *f == libc::CLONE_NEWUSER);
+            let ctr = match (joined, in_new_userns) {
+                (Some((_, p)), _) => ContainerUserns::Joined(p),
+                (None, true) => ContainerUserns::New {
+                    uid: linux.uid_mappings().as_deref().unwrap_or(&[]),
+                    gid: linux.gid_mappings().as_deref().unwrap_or(&[]),
+                },
+                (None, false) => ContainerUserns::None,
+            };
+            idmap::resolve(&mut mounts, &ctr).map_err(Error::msg)?;
+        }
         if shared_mountns {
             rootfs::refuse_root_mounts(&mounts).map_err(Error::msg)?;
         }
@@ -637,10 +650,11 @@ impl Runtime {
             gid_mappings: linux.gid_mappings().clone().unwrap_or_default(),
             hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
             domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
-            bind_sources: if in_new_userns {
-                rootfs::open_bind_sources(&mounts).map_err(Error::msg)?
-            } else {
-                Vec::new()
+            bind_sources: {
+                let trees =
+                    rootfs::open_bind_sources(&mounts, in_new_userns).map_err(Error::msg)?;
+                kakuri_isolate::idmap::apply_before_clone(&mounts, &trees).map_err(Error::msg)?;
+                trees
             },
             mounts,
             cgroup_mounts: cgroup

@@ -36,6 +36,7 @@
 pub mod channel;
 pub mod exec;
 pub mod hostmount;
+pub mod idmap;
 pub mod lsm;
 pub mod mountopts;
 pub mod process;
@@ -63,6 +64,8 @@ pub struct MountPlan {
     pub source: Option<PathBuf>,
     pub fstype: String,
     pub options: MountOptions,
+    /// `idmap`/`ridmap` or per-mount id mappings: how the bind is idmapped ([`idmap`]).
+    pub idmap: Option<idmap::IdmapPlan>,
 }
 
 /// A device node to create in the container.
@@ -128,7 +131,7 @@ pub struct InitPlan {
     pub mounts: Vec<MountPlan>,
     /// Bind sources opened by the runtime before the clone ([`rootfs::open_bind_sources`]), by
     /// index into `mounts`: in a user namespace the init could not reach sources under
-    /// directories only the host's root may enter.
+    /// directories only the host's root may enter; idmapped ones are idmapped on these.
     pub bind_sources: Vec<(usize, OwnedFd)>,
     pub cgroup_mounts: Vec<CgroupMountSource>,
     pub default_devices: bool,
@@ -401,6 +404,7 @@ pub fn spawn(
     let result = (|| {
         if plan.namespaces.clone_flags & libc::CLONE_NEWUSER != 0 {
             write_id_maps(pid, plan)?;
+            idmap::apply_container(&plan.mounts, &plan.bind_sources, pid)?;
         }
         if let Some(adj) = plan.process.oom_score_adj {
             let proc = procfs::ProcRoot::open().map_err(|e| format!("process.oomScoreAdj: {e}"))?;
