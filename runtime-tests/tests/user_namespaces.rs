@@ -1,0 +1,133 @@
+//! User namespaces to the end: joining one by path together with a new pid namespace (the pid
+//! namespace must belong to the joined user namespace), mappings given with a joined user
+//! namespace, and time namespace offsets in a new user namespace.
+
+use kakuri_runtime_tests::*;
+use serde_json::json;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+
+/// The inode of the user namespace that owns the pid namespace of `pid` (NS_GET_USERNS).
+fn pid_ns_owner_inode(pid: i32) -> u64 {
+    const NS_GET_USERNS: libc::c_ulong = 0xb701;
+    let f = std::fs::File::open(format!("/proc/{pid}/ns/pid")).unwrap();
+    // SAFETY: ioctl on a namespace file with no argument; it returns a new descriptor or -1.
+    let fd = unsafe { libc::ioctl(f.as_raw_fd(), NS_GET_USERNS) };
+    assert!(
+        fd >= 0,
+        "NS_GET_USERNS: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: a fresh descriptor the ioctl returned, owned from here on.
+    let owner = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    owner.metadata().unwrap().ino()
+}
+
+/// A created (not started) container in a new user namespace, whose namespace others join.
+fn holder(env: &TestEnv) -> (Container<'_>, std::path::PathBuf) {
+    let mut b = env.bundle();
+    b.add_user_namespace(231072, 65536);
+    b.set_args(&["sleep", "600"]);
+    let c = env.create(&b);
+    let path = std::path::PathBuf::from(format!("/proc/{}/ns/user", c.pid()));
+    (c, path)
+}
+
+#[test]
+fn joined_user_namespace_owns_the_new_pid_namespace() {
+    let env = TestEnv::new();
+    let (h, userns) = holder(&env);
+    let userns_ino = std::fs::metadata(&userns).unwrap().ino();
+    let mut b = env.bundle();
+    b.add_namespace("user", Some(&userns));
+    b.remove("/linux/uidMappings");
+    b.remove("/linux/gidMappings");
+    b.set_sh("echo pid=$$; ps -o pid,comm; echo ready; exec sleep 600");
+    let c = env.create(&b);
+    let pid = c.pid();
+    assert_eq!(
+        pid_ns_owner_inode(pid),
+        userns_ino,
+        "the container's pid namespace belongs to the joined user namespace"
+    );
+    assert_eq!(
+        ns_link(&pid.to_string(), "user"),
+        ns_link(&h.pid().to_string(), "user")
+    );
+    assert_ne!(ns_link(&pid.to_string(), "pid"), ns_link("self", "pid"));
+    c.start();
+    let out = c.wait_stdout("ready");
+    assert!(out.starts_with("pid=1\n"), "{out}");
+    let ps: Vec<&str> = out.lines().skip(2).take_while(|l| *l != "ready").collect();
+    assert_eq!(
+        ps.first().map(|l| l.split_whitespace().next()),
+        Some(Some("1")),
+        "{out}"
+    );
+    // exec joins the same namespaces: it sees the init as pid 1 and itself in its pid namespace.
+    let ex = env.run(&[
+        "exec",
+        c.id(),
+        "sh",
+        "-c",
+        "cat /proc/1/comm; readlink /proc/self/ns/pid",
+    ]);
+    ex.ok();
+    assert_eq!(
+        ex.stdout.lines().collect::<Vec<_>>(),
+        ["sleep", ns_link(&pid.to_string(), "pid").as_str()],
+        "{ex}"
+    );
+    c.kill("KILL").ok();
+    c.wait_status("stopped");
+    c.delete(false).ok();
+    drop(c);
+    drop(h);
+    env.finish();
+}
+
+#[test]
+fn mappings_with_a_joined_user_namespace() {
+    let env = TestEnv::new();
+    let (h, userns) = holder(&env);
+    // Other mappings than the namespace's: refused with runc's text, nothing left.
+    let mut b = env.bundle();
+    b.add_namespace("user", Some(&userns));
+    b.set(
+        "/linux/uidMappings",
+        json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
+    );
+    b.set(
+        "/linux/gidMappings",
+        json!([{"containerID": 0, "hostID": 231072, "size": 65536}]),
+    );
+    let id = env.new_id();
+    env.create_raw(&b, &id, &[]).fails_with(
+        "linux.uidMappings: user namespaces enabled, but both namespace path and non-matching mapping specified -- you may only provide one",
+    );
+    // The holder stays; nothing of the refused container does.
+    assert!(!env.rt().root().join(&id).exists(), "state of {id} left");
+    let left = scan_leaks(&|s: &str| contains_token(s, &id), &[], None);
+    assert!(left.is_empty(), "{left:#?}");
+    // The namespace's own mappings: accepted with runc's warning (containerd and CRI-O pass
+    // both).
+    b.set(
+        "/linux/uidMappings",
+        json!([{"containerID": 0, "hostID": 231072, "size": 65536}]),
+    );
+    b.set_sh("cat /proc/self/uid_map");
+    let (_, out) = env.run_container(&b, &[]);
+    out.ok();
+    assert!(
+        out.stderr
+            .contains("both a userns path to join and a matching userns mapping"),
+        "{out}"
+    );
+    assert_eq!(
+        out.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["0", "231072", "65536"],
+        "{out}"
+    );
+    drop(h);
+    env.finish();
+}
