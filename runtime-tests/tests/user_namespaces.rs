@@ -131,3 +131,83 @@ fn mappings_with_a_joined_user_namespace() {
     drop(h);
     env.finish();
 }
+
+#[test]
+fn time_offsets_in_a_new_user_namespace() {
+    let env = TestEnv::new();
+    let mut b = env.bundle();
+    b.add_user_namespace(231072, 65536);
+    b.add_namespace("time", None);
+    b.set(
+        "/linux/timeOffsets",
+        json!({"monotonic": {"secs": 86400, "nanosecs": 0},
+               "boottime": {"secs": 172800, "nanosecs": 0}}),
+    );
+    b.set_sh("cat /proc/self/timens_offsets; cat /proc/uptime; echo ready; exec sleep 600");
+    let c = env.create(&b);
+    let pid = c.pid();
+    assert_ne!(ns_link(&pid.to_string(), "time"), ns_link("self", "time"));
+    assert_ne!(ns_link(&pid.to_string(), "user"), ns_link("self", "user"));
+    c.start();
+    let out = c.wait_stdout("ready");
+    let host_uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    let offsets: Vec<Vec<&str>> = lines[..2]
+        .iter()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(offsets.contains(&vec!["monotonic", "86400", "0"]), "{out}");
+    assert!(offsets.contains(&vec!["boottime", "172800", "0"]), "{out}");
+    let uptime: f64 = lines[2].split_whitespace().next().unwrap().parse().unwrap();
+    // /proc/uptime is CLOCK_BOOTTIME in the container's time namespace: the host's plus the
+    // offset (read after the container's, so it is not smaller than the container's base).
+    assert!(
+        uptime >= 172800.0 && uptime <= host_uptime + 172800.0,
+        "container uptime {uptime}, host {host_uptime}: {out}"
+    );
+    assert!(uptime - 172800.0 > host_uptime - 60.0, "{out}");
+    drop(c);
+    env.finish();
+}
+
+#[test]
+fn time_offsets_with_a_joined_user_namespace_and_new_pid_namespace() {
+    // The intermediate process path: the time namespace entered by the runtime for its
+    // children reaches the init cloned by the intermediate.
+    let env = TestEnv::new();
+    let (h, userns) = holder(&env);
+    let mut b = env.bundle();
+    b.add_namespace("user", Some(&userns));
+    b.remove("/linux/uidMappings");
+    b.remove("/linux/gidMappings");
+    b.add_namespace("time", None);
+    b.set(
+        "/linux/timeOffsets",
+        json!({"boottime": {"secs": 172800, "nanosecs": 0}}),
+    );
+    b.set_sh("echo pid=$$; cat /proc/uptime");
+    let (_, out) = env.run_container(&b, &[]);
+    out.ok();
+    let host_uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "pid=1", "{out}");
+    let uptime: f64 = lines[1].split_whitespace().next().unwrap().parse().unwrap();
+    assert!(
+        uptime <= host_uptime + 172800.0 && uptime - 172800.0 > host_uptime - 60.0,
+        "container uptime {uptime}, host {host_uptime}: {out}"
+    );
+    drop(h);
+    env.finish();
+}
