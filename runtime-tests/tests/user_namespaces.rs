@@ -211,3 +211,35 @@ fn time_offsets_with_a_joined_user_namespace_and_new_pid_namespace() {
     drop(h);
     env.finish();
 }
+
+#[test]
+fn idmap_without_mappings_takes_the_joined_user_namespace() {
+    let env = TestEnv::new();
+    let (h, userns) = holder(&env);
+    let src = env.dir().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("host0"), "x").unwrap();
+    let mut b = env.bundle();
+    b.add_namespace("user", Some(&userns));
+    b.remove("/linux/uidMappings");
+    b.remove("/linux/gidMappings");
+    // The rootfs belongs to the host's root: the mount point must exist already.
+    std::fs::create_dir(b.rootfs().join("data")).unwrap();
+    b.add_mount(json!({
+        "destination": "/data", "type": "bind", "source": src, "options": ["bind", "idmap"]
+    }));
+    // The joined namespace maps 0 to 231072: on-disk 0 is root inside, and root's new file is
+    // stored as 0.
+    b.set_sh("stat -c %u:%g /data/host0; touch /data/new; grep -c idmapped /proc/self/mountinfo");
+    let (_, out) = env.run_container(&b, &[]);
+    out.ok();
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        ["0:0", "1"],
+        "{out}"
+    );
+    let m = std::fs::metadata(src.join("new")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (0, 0));
+    drop(h);
+    env.finish();
+}
