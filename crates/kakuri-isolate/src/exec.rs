@@ -256,7 +256,10 @@ fn exec_main(
     } else {
         None
     };
-    let fin = crate::finish_process(proc, slave, plan.preserve_fds, true, steps, ch)?;
+    // In a joined user namespace whose setgroups is denied (rootless), the additional gids
+    // are left alone, as for the init.
+    let setgroups_ok = !fds.iter().any(|(n, _)| n == "user") || !crate::setgroups_denied();
+    let fin = crate::finish_process(proc, slave, plan.preserve_fds, setgroups_ok, steps, ch)?;
     // The runtime waits for the end of the channel (close-on-exec) or an error after Ready.
     if fin.seccomp_last {
         steps.load_seccomp()?;

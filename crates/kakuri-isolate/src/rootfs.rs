@@ -280,9 +280,14 @@ pub fn open_bind_sources(mounts: &[MountPlan]) -> R<Vec<(usize, OwnedFd)>> {
         let Some(src) = m.source.as_deref() else {
             continue;
         };
-        let tree = sys::open_tree_clone(src, m.options.flags & libc::MS_REC != 0)
-            .map_err(|e| mount_err(m, &e))?;
-        out.push((i, tree));
+        match sys::open_tree_clone(src, m.options.flags & libc::MS_REC != 0) {
+            Ok(tree) => out.push((i, tree)),
+            // An unprivileged runtime (rootless) may not clone mounts of its own mount
+            // namespace: the init binds the source by path inside the user namespace, as runc
+            // does (the source's flags are then locked and kept).
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
+            Err(e) => return Err(mount_err(m, &e)),
+        }
     }
     Ok(out)
 }
