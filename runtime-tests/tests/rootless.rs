@@ -396,3 +396,34 @@ fn spec_rootless_is_runcs_template() {
     );
     env.finish();
 }
+
+/// Rootless podman's case: kakuri runs as uid 0 of a user namespace it was started in (here
+/// `unshare --map-root-user`), and the container asks for no user namespace of its own: the
+/// state goes to `$XDG_RUNTIME_DIR/kakuri`, cgroups are left out, and device nodes are bound
+/// from the host (no mknod in a user namespace), as runc does.
+#[test]
+fn uid_0_in_a_user_namespace_without_a_new_one_for_the_container() {
+    for (bin, name) in [(runtime_bin(), "kakuri"), (Path::new(RUNC), "runc")] {
+        let env = TestEnv::with_runtime(bin).as_user(USER);
+        let spec = kakuri_spec(&env);
+        let mut b = rootless_bundle(&env, &spec);
+        b.remove_namespace("user");
+        b.remove("/linux/uidMappings");
+        b.remove("/linux/gidMappings");
+        b.set_sh("id -u; test -c /dev/null && echo > /dev/null && echo devices-ok");
+        b.write();
+        let id = env.new_id();
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--user", "--map-root-user", "--"]).arg(bin);
+        cmd.args(["run", "--bundle"]).arg(b.dir()).arg(&id);
+        cmd.env(ENV_MARKER, env.id());
+        env.rt().user().unwrap().apply(&mut cmd);
+        let out = env.rt().output(cmd);
+        out.ok();
+        assert_eq!(out.stdout, "0\ndevices-ok\n", "{name}: {out}");
+        let root = env.rt().user().unwrap().xdg_runtime_dir.join(name);
+        assert!(root.is_dir(), "{name}: no default root {root:?}");
+        assert!(!root.join(&id).exists(), "{name}: state left");
+        env.finish();
+    }
+}

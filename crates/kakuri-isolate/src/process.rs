@@ -410,8 +410,13 @@ impl ProcessPlan {
             sys::prctl(libc::PR_SET_KEEPCAPS, 1).map_err(|e| format!("keep caps: {e}"))?;
         }
         if setgroups_allowed {
-            sys::setgroups(&self.additional_gids)
-                .map_err(|e| format!("setgroups {:?}: {e}", self.additional_gids))?;
+            match sys::setgroups(&self.additional_gids) {
+                Ok(()) => {}
+                // A user namespace with setgroups denied (the runtime's own, as under
+                // `unshare --map-root-user`): runc leaves the groups alone there too.
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) && crate::setgroups_denied() => {}
+                Err(e) => return Err(format!("setgroups {:?}: {e}", self.additional_gids)),
+            }
         }
         sys::setresgid(self.gid).map_err(|e| format!("setgid {}: {e}", self.gid))?;
         sys::setresuid(self.uid).map_err(|e| format!("setuid {}: {e}", self.uid))?;
