@@ -427,3 +427,38 @@ fn uid_0_in_a_user_namespace_without_a_new_one_for_the_container() {
         env.finish();
     }
 }
+
+/// What needs CAP_SYS_RESOURCE fails clearly, as under runc (which fails too), and leaves
+/// nothing: an oom_score_adj below the caller's, a hard rlimit above the caller's.
+#[test]
+fn oom_score_adj_and_rlimits_beyond_the_callers_fail_clearly() {
+    for bin in [runtime_bin(), Path::new(RUNC)] {
+        let env = TestEnv::with_runtime(bin).as_user(USER);
+        let spec = kakuri_spec(&env);
+        let own: i32 = fs::read_to_string("/proc/self/oom_score_adj")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let mut b = rootless_bundle(&env, &spec);
+        b.set("/process/oomScoreAdj", json!(own - 100));
+        let id = env.new_id();
+        let out = env.create_raw(&b, &id, &[]);
+        assert!(!out.success(), "{out}");
+        if bin == runtime_bin() {
+            out.fails_with("process.oomScoreAdj");
+            assert!(out.stderr_has("below the caller's"), "{out}");
+        }
+        assert!(!env.rt().root().join(&id).exists(), "state left");
+        let mut b = rootless_bundle(&env, &spec);
+        b.set_rlimit("RLIMIT_NOFILE", 1024, u64::from(u32::MAX));
+        let id = env.new_id();
+        let out = env.create_raw(&b, &id, &[]);
+        out.fails_with("error setting rlimit type 7");
+        if bin == runtime_bin() {
+            assert!(out.stderr_has("CAP_SYS_RESOURCE"), "{out}");
+        }
+        assert!(!env.rt().root().join(&id).exists(), "state left");
+        env.finish();
+    }
+}

@@ -415,8 +415,20 @@ pub fn spawn(
         if let Some(adj) = plan.process.oom_score_adj {
             let proc = procfs::ProcRoot::open().map_err(|e| format!("process.oomScoreAdj: {e}"))?;
             let p = format!("{pid}/oom_score_adj");
-            proc.write(&p, adj.to_string().as_bytes())
-                .map_err(|e| format!("process.oomScoreAdj: write /proc/{p}: {}", os_error(&e)))?;
+            proc.write(&p, adj.to_string().as_bytes()).map_err(|e| {
+                // Without CAP_SYS_RESOURCE (rootless) the value cannot go below the caller's.
+                let own = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap_or_default();
+                let hint = match own.trim().parse::<i32>() {
+                    Ok(own) if e.raw_os_error() == Some(libc::EACCES) && adj < own => format!(
+                        " ({adj} is below the caller's {own}: lowering it needs CAP_SYS_RESOURCE)"
+                    ),
+                    _ => String::new(),
+                };
+                format!(
+                    "process.oomScoreAdj: write /proc/{p}: {}{hint}",
+                    os_error(&e)
+                )
+            })?;
         }
         pch.send(&Msg::Go)
             .map_err(|e| format!("sync with init: {e}"))?;
