@@ -36,7 +36,7 @@
 pub mod channel;
 pub mod exec;
 pub mod hostmount;
-mod idmap;
+mod usermaps;
 pub mod lsm;
 pub mod mountopts;
 pub mod process;
@@ -262,10 +262,10 @@ fn open_ns(path: &Path) -> Result<OwnedFd, String> {
         .map_err(|e| format!("open namespace {path:?}: {}", os_error(&e)))
 }
 
-/// Write id mappings of a child in a new user namespace (see [`idmap`]).
+/// Write id mappings of a child in a new user namespace (see [`usermaps`]).
 fn write_id_maps(pid: i32, plan: &InitPlan) -> Result<(), String> {
-    idmap::write(pid, idmap::UID, &plan.uid_mappings)?;
-    idmap::write(pid, idmap::GID, &plan.gid_mappings)
+    usermaps::write(pid, usermaps::UID, &plan.uid_mappings)?;
+    usermaps::write(pid, usermaps::GID, &plan.gid_mappings)
 }
 
 /// The new namespaces the init makes itself, with `unshare` after joining a user namespace by
