@@ -426,6 +426,29 @@ impl Runtime {
                     .map_err(|e| Error::msg(format!("unable to start container process: {e}")))?;
             }
         }
+        // runc's rule: mappings with a user namespace joined by path are refused unless they
+        // are that namespace's own (containerd and CRI-O pass both), which gets a warning.
+        if let Some((_, _, path)) = joins.iter().find(|j| j.1 == libc::CLONE_NEWUSER) {
+            let uid = linux.uid_mappings().as_deref().unwrap_or(&[]);
+            let gid = linux.gid_mappings().as_deref().unwrap_or(&[]);
+            if !uid.is_empty() || !gid.is_empty() {
+                let (ns_uid, ns_gid) = kakuri_isolate::userns_mappings(path).map_err(Error::msg)?;
+                let lines = |m: &[oci::LinuxIdMapping]| {
+                    let mut v: Vec<[u32; 3]> = m
+                        .iter()
+                        .map(|x| [x.container_id(), x.host_id(), x.size()])
+                        .collect();
+                    v.sort_unstable();
+                    v
+                };
+                if lines(uid) != ns_uid || lines(gid) != ns_gid {
+                    return Err(Error::msg(
+                        "linux.uidMappings: user namespaces enabled, but both namespace path and non-matching mapping specified -- you may only provide one",
+                    ));
+                }
+                log::warn!("config.json has both a userns path to join and a matching userns mapping specified -- you may only provide one");
+            }
+        }
         joins.sort_by_key(|j| j.0);
         ns.join = joins.into_iter().map(|(_, f, p)| (f, p)).collect();
         // Without a mount namespace of its own the container's mounts are made in kakuri's
@@ -437,8 +460,21 @@ impl Runtime {
             ));
         }
 
-        let mounts = rootfs::mount_plans(spec.mounts().as_deref().unwrap_or(&[]), &bundle.dir)
+        let mut mounts = rootfs::mount_plans(spec.mounts().as_deref().unwrap_or(&[]), &bundle.dir)
             .map_err(Error::msg)?;
+        {
+            use kakuri_isolate::idmap::{self, ContainerUserns};
+            let joined = ns.join.iter().find(|(f, _)| *f == libc::CLONE_NEWUSER);
+            let ctr = match (joined, in_new_userns) {
+                (Some((_, p)), _) => ContainerUserns::Joined(p),
+                (None, true) => ContainerUserns::New {
+                    uid: linux.uid_mappings().as_deref().unwrap_or(&[]),
+                    gid: linux.gid_mappings().as_deref().unwrap_or(&[]),
+                },
+                (None, false) => ContainerUserns::None,
+            };
+            idmap::resolve(&mut mounts, &ctr).map_err(Error::msg)?;
+        }
         if shared_mountns {
             rootfs::refuse_root_mounts(&mounts).map_err(Error::msg)?;
         }
@@ -656,10 +692,11 @@ impl Runtime {
             gid_mappings: linux.gid_mappings().clone().unwrap_or_default(),
             hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
             domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
-            bind_sources: if in_new_userns {
-                rootfs::open_bind_sources(&mounts).map_err(Error::msg)?
-            } else {
-                Vec::new()
+            bind_sources: {
+                let trees =
+                    rootfs::open_bind_sources(&mounts, in_new_userns).map_err(Error::msg)?;
+                kakuri_isolate::idmap::apply_before_clone(&mounts, &trees).map_err(Error::msg)?;
+                trees
             },
             mounts,
             cgroup_mounts: cgroup

@@ -38,7 +38,7 @@ pub fn features() -> Value {
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},
-            "mountExtensions": {"idmap": {"enabled": false}}
+            "mountExtensions": {"idmap": {"enabled": kakuri_isolate::idmap::supported()}}
         },
         "annotations": {
             "io.github.seccomp.libseccomp.version": kakuri_seccomp::libseccomp_version_string(),

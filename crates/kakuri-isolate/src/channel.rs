@@ -26,6 +26,9 @@ pub enum Msg {
     SeccompFd,
     /// parent → child: the listener was handed to the seccomp agent.
     SeccompDone,
+    /// intermediate → parent: the pid of the init it cloned (in the parent's pid namespace);
+    /// only when a user namespace is joined by path and a new pid namespace is asked.
+    Pid(i32),
     /// either way: the sender failed; the text is the error.
     Error(String),
 }
@@ -40,6 +43,11 @@ impl Msg {
             Msg::Ready => vec![b'R'],
             Msg::SeccompFd => vec![b'S'],
             Msg::SeccompDone => vec![b's'],
+            Msg::Pid(pid) => {
+                let mut v = vec![b'P'];
+                v.extend_from_slice(&pid.to_le_bytes());
+                v
+            }
             Msg::Error(e) => {
                 let mut v = vec![b'E'];
                 v.extend_from_slice(e.as_bytes());
@@ -58,6 +66,11 @@ impl Msg {
             b'R' => Msg::Ready,
             b'S' => Msg::SeccompFd,
             b's' => Msg::SeccompDone,
+            b'P' => Msg::Pid(i32::from_le_bytes(
+                b.get(1..5)
+                    .and_then(|s| s.try_into().ok())
+                    .ok_or_else(bad)?,
+            )),
             b'E' => Msg::Error(String::from_utf8_lossy(&b[1..]).into_owned()),
             _ => return Err(bad()),
         })

@@ -36,7 +36,7 @@
 pub mod channel;
 pub mod exec;
 pub mod hostmount;
-mod usermaps;
+pub mod idmap;
 pub mod lsm;
 pub mod mountopts;
 pub mod process;
@@ -44,6 +44,7 @@ pub mod procfs;
 pub mod rootfs;
 pub mod selfexe;
 pub mod sys;
+mod usermaps;
 
 use std::ffi::CString;
 use std::io::Read;
@@ -64,6 +65,8 @@ pub struct MountPlan {
     pub source: Option<PathBuf>,
     pub fstype: String,
     pub options: MountOptions,
+    /// `idmap`/`ridmap` or per-mount id mappings: how the bind is idmapped ([`idmap`]).
+    pub idmap: Option<idmap::IdmapPlan>,
 }
 
 /// A device node to create in the container.
@@ -129,7 +132,7 @@ pub struct InitPlan {
     pub mounts: Vec<MountPlan>,
     /// Bind sources opened by the runtime before the clone ([`rootfs::open_bind_sources`]), by
     /// index into `mounts`: in a user namespace the init could not reach sources under
-    /// directories only the host's root may enter.
+    /// directories only the host's root may enter; idmapped ones are idmapped on these.
     pub bind_sources: Vec<(usize, OwnedFd)>,
     pub cgroup_mounts: Vec<CgroupMountSource>,
     pub default_devices: bool,
@@ -262,6 +265,62 @@ fn open_ns(path: &Path) -> Result<OwnedFd, String> {
         .map_err(|e| format!("open namespace {path:?}: {}", os_error(&e)))
 }
 
+/// Id mapping lines (containerID, hostID, size), sorted.
+pub type IdLines = Vec<[u32; 3]>;
+
+/// The uid and gid mappings of the user namespace at `path`, as (containerID, hostID, size)
+/// lines: a short-lived child joins it and reads its own `uid_map` and `gid_map` (a namespace
+/// file says nothing of its mappings). Only for a config that joins a user namespace by path
+/// and gives mappings too.
+pub fn userns_mappings(path: &Path) -> Result<(IdLines, IdLines), String> {
+    let ns = open_ns(path)?;
+    let (r, w) = sys::pipe_cloexec().map_err(|e| format!("pipe: {}", os_error(&e)))?;
+    // SAFETY: kakuri is single-threaded while it creates a container.
+    let forked = unsafe { sys::fork_clone(0) }.map_err(|e| format!("fork: {}", os_error(&e)))?;
+    let pid = match forked {
+        sys::Forked::Child => {
+            use std::io::Write;
+            drop(r);
+            let text = sys::setns(ns.as_fd(), libc::CLONE_NEWUSER)
+                .and_then(|()| {
+                    let u = std::fs::read_to_string("/proc/self/uid_map")?;
+                    let g = std::fs::read_to_string("/proc/self/gid_map")?;
+                    Ok(format!("{u}\0{g}"))
+                })
+                .unwrap_or_else(|e| format!("E{}", os_error(&e)));
+            let _ = std::fs::File::from(w).write_all(text.as_bytes());
+            sys::exit_now(0);
+        }
+        sys::Forked::Parent(pid) => pid,
+    };
+    drop(w);
+    let mut text = String::new();
+    let read = std::fs::File::from(r).read_to_string(&mut text);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    read.map_err(|e| format!("read the mappings of {path:?}: {e}"))?;
+    let (u, g) = text.split_once('\0').ok_or_else(|| {
+        format!(
+            "read the mappings of {path:?}: {}",
+            text.trim_start_matches('E')
+        )
+    })?;
+    let parse = |t: &str| {
+        let mut v: Vec<[u32; 3]> = t
+            .lines()
+            .filter_map(|l| {
+                let n: Vec<u32> = l
+                    .split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect();
+                (n.len() == 3).then(|| [n[0], n[1], n[2]])
+            })
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    Ok((parse(u), parse(g)))
+}
+
 /// Write id mappings of a child in a new user namespace (see [`usermaps`]).
 fn write_id_maps(pid: i32, plan: &InitPlan) -> Result<(), String> {
     usermaps::write(pid, usermaps::UID, &plan.uid_mappings)?;
@@ -272,7 +331,7 @@ fn write_id_maps(pid: i32, plan: &InitPlan) -> Result<(), String> {
 /// path, instead of the clone: a namespace belongs to the user namespace of the process that
 /// makes it, and only the joined one gives the container rights over its mount, network, UTS
 /// and IPC namespaces (runc's nsexec also joins first and unshares after). A new pid namespace
-/// cannot be made that way (the init would not be in it) and stays with the clone.
+/// cannot be made that way (the init would not be in it): see [`needs_intermediate`].
 fn made_by_init(ns: &NamespacePlan) -> libc::c_int {
     if ns.join.iter().any(|(f, _)| *f == libc::CLONE_NEWUSER) {
         ns.clone_flags
@@ -293,6 +352,56 @@ pub(crate) fn setgroups_denied() -> bool {
 fn owner_writes_maps(plan: &InitPlan) -> bool {
     // SAFETY: geteuid cannot fail.
     plan.namespaces.clone_flags & libc::CLONE_NEWUSER != 0 && unsafe { libc::geteuid() } != 0
+}
+
+/// A user namespace joined by path together with a new pid namespace: the pid namespace must
+/// belong to the joined user namespace (its `proc` can be mounted from there, as under runc),
+/// so it is made after the join, which the runtime cannot do for itself (it could not come
+/// back). An intermediate process joins the user namespace, unshares the pid namespace and
+/// clones the init with `CLONE_PARENT` (the init is the runtime's child), reports its pid and
+/// exits: runc's nsexec stage-1/stage-2. Every other container is cloned directly.
+fn needs_intermediate(ns: &NamespacePlan) -> bool {
+    ns.clone_flags & libc::CLONE_NEWPID != 0
+        && ns.join.iter().any(|(f, _)| *f == libc::CLONE_NEWUSER)
+}
+
+/// The intermediate process of [`needs_intermediate`]: returns in the init, never in itself.
+fn intermediate(plan: &InitPlan, ch: &Channel) -> Result<(), String> {
+    sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
+        .map_err(|e| format!("set parent death signal: {e}"))?;
+    make_non_dumpable()?;
+    if let Some((_, path)) = plan
+        .namespaces
+        .join
+        .iter()
+        .find(|(f, _)| *f == libc::CLONE_NEWUSER)
+    {
+        let fd = open_ns(path)?;
+        sys::setns(fd.as_fd(), libc::CLONE_NEWUSER)
+            .map_err(|e| format!("join namespace {path:?}: {}", os_error(&e)))?;
+    }
+    sys::unshare(libc::CLONE_NEWPID).map_err(|e| {
+        format!(
+            "new pid namespace in the joined user namespace: {}",
+            os_error(&e)
+        )
+    })?;
+    // SAFETY: this process is a fork of the single-threaded runtime and started no thread.
+    match unsafe { sys::fork_clone(libc::CLONE_PARENT) }
+        .map_err(|e| format!("clone the init: {}", os_error(&e)))?
+    {
+        sys::Forked::Child => Ok(()),
+        sys::Forked::Parent(pid) => {
+            if ch.send(&Msg::Pid(pid)).is_err() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::SIGKILL,
+                );
+                sys::exit_now(1);
+            }
+            sys::exit_now(0);
+        }
+    }
 }
 
 /// A created container init (or its failure already cleaned up).
@@ -372,8 +481,13 @@ pub fn spawn(
     if maps_by_owner {
         sys::prctl(libc::PR_SET_DUMPABLE, 1).map_err(|e| format!("set dumpable: {e}"))?;
     }
+    let two_step = needs_intermediate(ns);
+    let mut flags = ns.clone_flags & !made_by_init(ns);
+    if two_step {
+        flags &= !libc::CLONE_NEWPID;
+    }
     // SAFETY: kakuri is single-threaded here (documented contract of this function).
-    let forked = unsafe { sys::fork_clone(ns.clone_flags & !made_by_init(ns)) };
+    let forked = unsafe { sys::fork_clone(flags) };
     if maps_by_owner && !matches!(forked, Ok(sys::Forked::Child)) {
         make_non_dumpable()?;
     }
@@ -389,7 +503,13 @@ pub fn spawn(
                 let _ = cch.send(&Msg::Error(e));
                 sys::exit_now(1);
             }
-            let err = match init_main(plan, &cch, steps) {
+            if two_step {
+                if let Err(e) = intermediate(plan, &cch) {
+                    let _ = cch.send(&Msg::Error(e));
+                    sys::exit_now(1);
+                }
+            }
+            let err = match init_main(plan, &cch, steps, two_step) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -404,6 +524,19 @@ pub fn spawn(
         sys::Forked::Parent(pid) => pid,
     };
     drop(cch);
+    let pid = if two_step {
+        // The intermediate reports the init's pid and exits.
+        let got = pch.recv();
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        match got {
+            Ok(Some(Msg::Pid(init))) => init,
+            Ok(Some(Msg::Error(e))) => return Err(e),
+            Ok(_) => return Err("container init exited during setup".to_string()),
+            Err(e) => return Err(format!("sync with init: {e}")),
+        }
+    } else {
+        pid
+    };
     let kill_child = |pid: i32| {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
@@ -411,6 +544,7 @@ pub fn spawn(
     let result = (|| {
         if plan.namespaces.clone_flags & libc::CLONE_NEWUSER != 0 {
             write_id_maps(pid, plan)?;
+            idmap::apply_container(&plan.mounts, &plan.bind_sources, pid)?;
         }
         if let Some(adj) = plan.process.oom_score_adj {
             let proc = procfs::ProcRoot::open().map_err(|e| format!("process.oomScoreAdj: {e}"))?;
@@ -531,6 +665,7 @@ fn init_main(
     plan: &InitPlan,
     ch: &Channel,
     steps: &dyn InitSteps,
+    userns_joined: bool,
 ) -> Result<std::convert::Infallible, String> {
     // Die with the runtime while setting up: a killed `create` must leave no process behind.
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
@@ -551,6 +686,10 @@ fn init_main(
         make_non_dumpable()?;
     }
     for (flag, path) in &plan.namespaces.join {
+        if userns_joined && *flag == libc::CLONE_NEWUSER {
+            // The intermediate process joined it already.
+            continue;
+        }
         let fd = open_ns(path)?;
         sys::setns(fd.as_fd(), *flag)
             .map_err(|e| format!("join namespace {path:?}: {}", os_error(&e)))?;

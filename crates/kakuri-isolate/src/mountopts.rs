@@ -17,6 +17,8 @@ pub struct MountOptions {
     pub rec_attr_clr: u64,
     /// `idmap`/`ridmap`: an id-mapped bind mount.
     pub idmap: bool,
+    /// `ridmap`: the id mapping applies to every mount of an `rbind`, not only the top one.
+    pub ridmap: bool,
     /// `tmpcopyup` is accepted and ignored (runc honours it only for tmpfs over existing dirs).
     pub tmpcopyup: bool,
 }
@@ -52,6 +54,7 @@ pub const KNOWN_OPTIONS: &[&str] = &[
     "diratime",
     "dirsync",
     "exec",
+    "idmap",
     "iversion",
     "lazytime",
     "loud",
@@ -75,6 +78,7 @@ pub const KNOWN_OPTIONS: &[&str] = &[
     "relatime",
     "remount",
     "rexec",
+    "ridmap",
     "rnoatime",
     "rnodev",
     "rnodiratime",
@@ -187,7 +191,11 @@ pub fn parse(options: &[String]) -> MountOptions {
             "rnostrictatime" => o.rec_attr_clr |= MOUNT_ATTR_ATIME_MASK,
             "rnosymfollow" => o.rec_attr_set |= MOUNT_ATTR_NOSYMFOLLOW,
             "rsymfollow" => o.rec_attr_clr |= MOUNT_ATTR_NOSYMFOLLOW,
-            "idmap" | "ridmap" => o.idmap = true,
+            "idmap" => o.idmap = true,
+            "ridmap" => {
+                o.idmap = true;
+                o.ridmap = true;
+            }
             "tmpcopyup" => o.tmpcopyup = true,
             other => data.push(other),
         }

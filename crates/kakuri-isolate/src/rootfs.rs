@@ -271,10 +271,14 @@ fn is_dir_source(src: &Path) -> bool {
 /// detached mount trees (`open_tree`). The init resolves paths with the namespace's root, which
 /// the host's permissions may stop on the way to a source (a parent directory with mode 0700,
 /// say) where runc and crun, which open sources on the host side too, succeed.
-pub fn open_bind_sources(mounts: &[MountPlan]) -> R<Vec<(usize, OwnedFd)>> {
+/// Outside a user namespace (`all` false) only the sources of idmapped mounts are opened.
+pub fn open_bind_sources(mounts: &[MountPlan], all: bool) -> R<Vec<(usize, OwnedFd)>> {
     let mut out = Vec::new();
     for (i, m) in mounts.iter().enumerate() {
         if !m.options.is_bind() || m.fstype == "cgroup" || m.fstype == "cgroup2" {
+            continue;
+        }
+        if !all && m.idmap.is_none() {
             continue;
         }
         let Some(src) = m.source.as_deref() else {
@@ -284,8 +288,9 @@ pub fn open_bind_sources(mounts: &[MountPlan]) -> R<Vec<(usize, OwnedFd)>> {
             Ok(tree) => out.push((i, tree)),
             // An unprivileged runtime (rootless) may not clone mounts of its own mount
             // namespace: the init binds the source by path inside the user namespace, as runc
-            // does (the source's flags are then locked and kept).
-            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
+            // does (the source's flags are then locked and kept). An idmapped mount needs the
+            // copy: its error stands.
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) && m.idmap.is_none() => {}
             Err(e) => return Err(mount_err(m, &e)),
         }
     }
@@ -1073,11 +1078,7 @@ pub fn mount_plans(mounts: &[kakuri_spec::oci::Mount], bundle: &Path) -> R<Vec<M
         if fstype == "bind" {
             options.flags |= libc::MS_BIND;
         }
-        if options.idmap {
-            return Err(format!(
-                "mounts[{i}].options: idmapped mounts (\"idmap\") are not supported yet"
-            ));
-        }
+        let idmap = crate::idmap::parse(i, m, &options)?;
         let source = m.source().as_ref().map(|s| {
             if options.is_bind() && s.is_relative() {
                 bundle.join(s)
@@ -1111,6 +1112,7 @@ pub fn mount_plans(mounts: &[kakuri_spec::oci::Mount], bundle: &Path) -> R<Vec<M
             source,
             fstype,
             options,
+            idmap,
         });
     }
     Ok(out)

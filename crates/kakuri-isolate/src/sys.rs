@@ -236,6 +236,31 @@ pub fn mount_setattr(
     attr_clr: u64,
     propagation: u64,
 ) -> io::Result<()> {
+    setattr(fd, recursive, attr_set, attr_clr, propagation, 0)
+}
+
+/// `mount_setattr(2)` with `MOUNT_ATTR_IDMAP`: give the detached mount `fd` (and, if
+/// `recursive`, every mount under it) the id mapping of the user namespace `userns`.
+pub fn mount_setattr_idmap(fd: BorrowedFd, recursive: bool, userns: BorrowedFd) -> io::Result<()> {
+    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+    setattr(
+        fd,
+        recursive,
+        MOUNT_ATTR_IDMAP,
+        0,
+        0,
+        userns.as_raw_fd() as u64,
+    )
+}
+
+fn setattr(
+    fd: BorrowedFd,
+    recursive: bool,
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+) -> io::Result<()> {
     #[repr(C)]
     struct MountAttr {
         attr_set: u64,
@@ -247,7 +272,7 @@ pub fn mount_setattr(
         attr_set,
         attr_clr,
         propagation,
-        userns_fd: 0,
+        userns_fd,
     };
     let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
     if recursive {

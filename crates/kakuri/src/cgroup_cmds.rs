@@ -148,7 +148,7 @@ pub fn events(rt: &Runtime, a: &EventsArgs) -> Result<u8, Error> {
             id: &a.id,
             data: Some(s),
         };
-        return crate::output::stdout(ev.line().as_bytes()).map(|()| 0);
+        return super::output::stdout(ev.line().as_bytes()).map(|()| 0);
     }
     rt.events(&a.id, a.interval, &mut |ev| {
         let mut out = std::io::stdout().lock();
@@ -157,7 +157,7 @@ pub fn events(rt: &Runtime, a: &EventsArgs) -> Result<u8, Error> {
             .and_then(|()| out.flush())
         {
             // The reader has gone: end quietly (crate::output), as for every other command.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => crate::output::broken_pipe(),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => super::output::broken_pipe(),
             r => r,
         }
     })?;

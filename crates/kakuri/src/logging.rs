@@ -41,7 +41,7 @@ impl LogFile {
     fn report(&mut self, e: &std::io::Error) {
         if !self.reported {
             self.reported = true;
-            crate::output::stderr_line(&format!(
+            super::output::stderr_line(&format!(
                 "kakuri: failed to write to log file {}: {}",
                 self.path.display(),
                 kakuri_spec::os_error(e)
