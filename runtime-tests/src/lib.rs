@@ -390,6 +390,25 @@ pub fn clean_signals(cmd: &mut Command) {
     }
 }
 
+/// The cgroup directory of `pid` in every hierarchy (v1 controllers, `name=systemd`, the v2
+/// one as "unified"), keyed by the hierarchy's directory name under /sys/fs/cgroup; hierarchies
+/// whose directory does not exist (not mounted here) are left out.
+pub fn cgroup_dirs_of(pid: i32) -> Vec<(String, PathBuf)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("read /proc/pid/cgroup");
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+            let hier = match ctrls {
+                "" => "unified".to_string(),
+                c => c.strip_prefix("name=").unwrap_or(c).to_string(),
+            };
+            let dir = PathBuf::from(format!("/sys/fs/cgroup/{hier}{path}"));
+            dir.is_dir().then_some((hier, dir))
+        })
+        .collect()
+}
+
 /// Makes `src` (an fd open in the test process) appear as `dst` in the child, without
 /// close-on-exec.
 pub fn pass_fd(cmd: &mut Command, src: RawFd, dst: RawFd) {
@@ -457,7 +476,12 @@ impl Runtime {
 
     /// `<bin> --root <root> <args>` with stdin from /dev/null and the test marker in the env.
     pub fn cmd<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
-        let mut cmd = Command::new(&self.bin);
+        self.cmd_of(&self.bin, args)
+    }
+
+    /// [`Runtime::cmd`] with another binary (a copy of the runtime, say) on the same `--root`.
+    pub fn cmd_of<S: AsRef<OsStr>>(&self, bin: &Path, args: &[S]) -> Command {
+        let mut cmd = Command::new(bin);
         cmd.arg("--root").arg(&self.root);
         cmd.args(args);
         cmd.env(ENV_MARKER, &self.marker);
@@ -645,6 +669,14 @@ impl TestEnv {
             home,
         });
         self
+    }
+
+    /// A private copy of the runtime binary in the test's directory, so that an attack that got
+    /// through could only ever change the copy.
+    pub fn runtime_copy(&self) -> PathBuf {
+        let copy = self.dir.join("kakuri-copy");
+        fs::copy(runtime_bin(), &copy).expect("copy the runtime binary");
+        copy
     }
 
     /// The test's id (also the value of [`ENV_MARKER`]).

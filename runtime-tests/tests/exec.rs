@@ -210,31 +210,13 @@ fn preserve_fds_detach_and_pid_file() {
     env.finish();
 }
 
-/// The container's cgroup directory in every hierarchy (v1 controllers, name=systemd, the v2
-/// one), keyed by the hierarchy's directory under /sys/fs/cgroup.
-fn container_cgroups(pid: i32) -> Vec<(String, PathBuf)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.splitn(3, ':');
-            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
-            let hier = match ctrls {
-                "" => "unified".to_string(),
-                c => c.strip_prefix("name=").unwrap_or(c).to_string(),
-            };
-            let dir = PathBuf::from(format!("/sys/fs/cgroup/{hier}{path}"));
-            dir.is_dir().then_some((hier, dir))
-        })
-        .collect()
-}
-
 #[test]
 fn sub_cgroup() {
     let env = TestEnv::new();
     let mut b = env.bundle();
     let c = running(&env, &mut b);
     let name = format!("kakuri-sub-{}", env.id());
-    let cgroups = container_cgroups(c.pid());
+    let cgroups = cgroup_dirs_of(c.pid());
     assert!(cgroups.iter().any(|(h, _)| h == "pids"), "{cgroups:?}");
     let pids_only = |(h, _): &&(String, PathBuf)| h == "pids";
     let result = std::panic::catch_unwind(|| {

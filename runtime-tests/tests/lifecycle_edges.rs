@@ -8,7 +8,7 @@ use kakuri_runtime_tests::*;
 use serde_json::{json, Value};
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -287,23 +287,6 @@ fn exec_process_file_without_user_is_root() {
     env.finish();
 }
 
-/// `hierarchy -> directory` of the cgroups of `pid` (v1 by controller list, "unified").
-fn cgroup_dirs(pid: i32) -> Vec<(String, PathBuf)> {
-    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("read /proc/pid/cgroup");
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.splitn(3, ':');
-            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
-            let hier = match ctrls {
-                "" => "unified".to_string(),
-                c => c.strip_prefix("name=").unwrap_or(c).to_string(),
-            };
-            let dir = PathBuf::from(format!("/sys/fs/cgroup/{hier}{path}"));
-            dir.is_dir().then_some((hier, dir))
-        })
-        .collect()
-}
-
 /// `exec --cgroup` may be repeated, `CONTROLLER[,CONTROLLER]:NAME` each (runc's syntax); a
 /// bare NAME only alone; bad forms fail with runc's texts before anything runs.
 #[test]
@@ -313,7 +296,7 @@ fn exec_cgroup_repeated() {
     b.set_args(&["sleep", "600"]);
     let c = env.create(&b);
     c.start();
-    let dirs = cgroup_dirs(c.pid());
+    let dirs = cgroup_dirs_of(c.pid());
     let dir_of = |h: &str| {
         dirs.iter()
             .find(|(n, _)| n == h)

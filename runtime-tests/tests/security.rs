@@ -3,26 +3,9 @@
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use kakuri_runtime_tests::*;
 use serde_json::json;
-
-/// A private copy of the runtime binary, so an attack that got through could only ever touch
-/// the copy.
-fn runtime_copy(env: &TestEnv) -> std::path::PathBuf {
-    let copy = env.dir().join("kakuri-copy");
-    std::fs::copy(runtime_bin(), &copy).expect("copy the runtime binary");
-    copy
-}
-
-fn cmd_with(env: &TestEnv, bin: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(bin);
-    cmd.arg("--root").arg(env.rt().root()).args(args);
-    cmd.env(ENV_MARKER, env.id());
-    cmd.stdin(Stdio::null());
-    cmd
-}
 
 /// CVE-2019-5736 class. A process that gets into a container while its init is still the
 /// forked kakuri (here: `exec` into a created container; a startContainer hook or an early
@@ -37,13 +20,12 @@ fn cmd_with(env: &TestEnv, bin: &Path, args: &[&str]) -> Command {
 #[test]
 fn kakuri_binary_not_reachable_through_init_proc_exe() {
     let env = TestEnv::new();
-    let copy = runtime_copy(&env);
+    let copy = env.runtime_copy();
     let mut b = env.bundle();
     b.set_args(&["true"]);
     let id = env.new_id();
     b.write();
-    let out = env.rt().output(cmd_with(
-        &env,
+    let out = env.rt().output(env.rt().cmd_of(
         &copy,
         &["create", "--bundle", &b.dir().to_string_lossy(), &id],
     ));

@@ -10,7 +10,6 @@
 
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use kakuri_runtime_tests::*;
 use serde_json::json;
@@ -24,20 +23,6 @@ read go < /kt-go
 { echo -n X >> /proc/self/fd/3 && echo WROTE; } > /kt-result 2>&1
 echo END >> /kt-result
 "#;
-
-fn runtime_copy(env: &TestEnv) -> PathBuf {
-    let copy = env.dir().join("kakuri-copy");
-    std::fs::copy(runtime_bin(), &copy).expect("copy the runtime binary");
-    copy
-}
-
-fn cmd_with(env: &TestEnv, bin: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(bin);
-    cmd.arg("--root").arg(env.rt().root()).args(args);
-    cmd.env(ENV_MARKER, env.id());
-    cmd.stdin(Stdio::null());
-    cmd
-}
 
 /// A bundle whose process may ptrace (CAP_SYS_PTRACE in every set), with the go fifo.
 fn ptrace_bundle(env: &TestEnv) -> Bundle {
@@ -145,7 +130,7 @@ fn attack_init(env: &TestEnv, bin: &Path) -> String {
     let bundle = b.dir().to_string_lossy().into_owned();
     let out = env
         .rt()
-        .output(cmd_with(env, bin, &["create", "--bundle", &bundle, &id]));
+        .output(env.rt().cmd_of(bin, &["create", "--bundle", &bundle, &id]));
     out.ok();
     let c = env.container(&id, &out);
     let pid = c.pid();
@@ -161,14 +146,13 @@ fn attack_init(env: &TestEnv, bin: &Path) -> String {
         "the re-exec marker leaked: {hook_env}"
     );
     env.rt()
-        .output(cmd_with(
-            env,
-            bin,
-            &["exec", "-d", &id, "sh", "-c", ATTACK, "sh", "1"],
-        ))
+        .output(
+            env.rt()
+                .cmd_of(bin, &["exec", "-d", &id, "sh", "-c", ATTACK, "sh", "1"]),
+        )
         .ok();
     wait_held(&b.rootfs());
-    env.rt().output(cmd_with(env, bin, &["start", &id])).ok();
+    env.rt().output(env.rt().cmd_of(bin, &["start", &id])).ok();
     wait_for("the init to run sleep", WAIT_TIMEOUT, || {
         std::fs::read_to_string(format!("/proc/{pid}/comm"))
             .ok()
@@ -190,7 +174,7 @@ fn attack_init(env: &TestEnv, bin: &Path) -> String {
 #[test]
 fn init_exe_cannot_be_reopened_for_writing() {
     let env = TestEnv::new();
-    let copy = runtime_copy(&env);
+    let copy = env.runtime_copy();
     let before = std::fs::read(&copy).expect("read the copy");
     let result = attack_init(&env, &copy);
     check_refused(&result, &copy, &before);
@@ -271,7 +255,7 @@ fn binary_on_a_read_only_mount_is_run_as_it_is() {
     let bundle = b.dir().to_string_lossy().into_owned();
     let out = env
         .rt()
-        .output(cmd_with(&env, &bin, &["create", "--bundle", &bundle, &id]));
+        .output(env.rt().cmd_of(&bin, &["create", "--bundle", &bundle, &id]));
     out.ok();
     let c = env.container(&id, &out);
     let exe = std::fs::read_link(format!("/proc/{}/exe", c.pid())).expect("readlink");
@@ -317,29 +301,27 @@ fn user_namespace_ptrace_does_not_reach_the_init() {
 #[test]
 fn exec_child_exe_cannot_be_reopened_for_writing() {
     let env = TestEnv::new();
-    let copy = runtime_copy(&env);
+    let copy = env.runtime_copy();
     let before = std::fs::read(&copy).expect("read the copy");
     let mut target = env.bundle();
     target.set_args(&["sleep", "1000"]);
     target.write();
     let tid = env.new_id();
     let bundle = target.dir().to_string_lossy().into_owned();
-    let out = env.rt().output(cmd_with(
-        &env,
-        &copy,
-        &["create", "--bundle", &bundle, &tid],
-    ));
+    let out = env.rt().output(
+        env.rt()
+            .cmd_of(&copy, &["create", "--bundle", &bundle, &tid]),
+    );
     out.ok();
     let t = env.container(&tid, &out);
     env.rt()
-        .output(cmd_with(&env, &copy, &["start", &tid]))
+        .output(env.rt().cmd_of(&copy, &["start", &tid]))
         .ok();
     let tpid = t.pid();
     env.rt()
-        .output(cmd_with(&env, &copy, &["pause", &tid]))
+        .output(env.rt().cmd_of(&copy, &["pause", &tid]))
         .ok();
-    let runtime = env.rt().spawn(cmd_with(
-        &env,
+    let runtime = env.rt().spawn(env.rt().cmd_of(
         &copy,
         &["exec", "--ignore-paused", "-d", &tid, "sleep", "1000"],
     ));
@@ -362,7 +344,7 @@ fn exec_child_exe_cannot_be_reopened_for_writing() {
     a.start();
     wait_held(&attacker.rootfs());
     env.rt()
-        .output(cmd_with(&env, &copy, &["resume", &tid]))
+        .output(env.rt().cmd_of(&copy, &["resume", &tid]))
         .ok();
     runtime.wait(CMD_TIMEOUT).ok();
     wait_unused(&copy);

@@ -895,7 +895,8 @@ pub(crate) fn pivot(plan: &InitPlan, root: &OwnedFd) -> R<()> {
 /// made the cwd meanwhile), never as `/proc/self/fd/N`: after pivot_root that path is looked
 /// up in the container's /proc, which the config may have replaced with files of its own
 /// whose `self/fd/N` lead elsewhere (CVE-2019-16884 class), and the masks would land there.
-pub(crate) fn finalize(plan: &InitPlan, proc: Option<&ProcRoot>) -> R<()> {
+/// The process's root directory, `O_PATH` (after pivot_root or chroot: the container's).
+fn open_root() -> R<OwnedFd> {
     let root = nix::fcntl::open(
         "/",
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
@@ -903,7 +904,11 @@ pub(crate) fn finalize(plan: &InitPlan, proc: Option<&ProcRoot>) -> R<()> {
     )
     .map_err(|e| format!("open /: {e}"))?;
     // SAFETY: fresh descriptor from nix.
-    let root: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(root) };
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(root) })
+}
+
+pub(crate) fn finalize(plan: &InitPlan, proc: Option<&ProcRoot>) -> R<()> {
+    let root = open_root()?;
     let fdpath = |fd: BorrowedFd| match proc {
         Some(_) => PathBuf::from(format!("thread-self/fd/{}", fd.as_raw_fd())),
         None => fdpath(fd),
@@ -1010,14 +1015,7 @@ fn verified_dev_null(root: BorrowedFd) -> R<OwnedFd> {
 /// it sets up /dev itself: the process sees the same `lrwx /dev/null` as under runc. The
 /// container's node is opened in-root without following links and checked to be 1:3.
 pub(crate) fn reopen_dev_null() -> R<()> {
-    let root = nix::fcntl::open(
-        "/",
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| format!("open /: {e}"))?;
-    // SAFETY: fresh descriptor from nix.
-    let root: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(root) };
+    let root = open_root()?;
     let null_rdev = libc::makedev(1, 3);
     let is_null = |fd: RawFd| {
         nix::sys::stat::fstat(fd)
