@@ -102,6 +102,10 @@ fn lifecycle_create_start_exec_kill_delete_as_an_unprivileged_user() {
     env.run(&["exec", c.id(), "sh", "-c", "exit 7"]).code_is(7);
     let out = env.run(&["exec", c.id(), "cat", "/tmp/ready"]);
     assert_eq!(out.ok().stdout, "ready\n");
+    // No freezer cgroup of its own: pause is refused with runc's reason.
+    c.cmd("pause", &[])
+        .fails_with("cannot toggle freezer: cgroups not configured for container");
+    assert_eq!(c.status(), "running");
     c.kill("KILL").ok();
     c.wait_status("stopped");
     c.delete(false).ok();

@@ -490,6 +490,17 @@ impl Manager {
     }
 
     fn no_freezer(&self) -> CgroupError {
+        if self
+            .skipped
+            .iter()
+            .any(|c| c == "freezer" || (c == "unified" && self.mode == Mode::V2))
+        {
+            // Rootless without that cgroup: runc's words.
+            return CgroupError::invalid(
+                "freeze cgroup",
+                "cannot toggle freezer: cgroups not configured for container",
+            );
+        }
         CgroupError::ControllerMissing {
             what: "freeze cgroup".into(),
             controller: "freezer".into(),
