@@ -126,16 +126,28 @@ fn default_root_is_xdg_runtime_dir_for_kakuri_as_for_runc() {
         create.arg(b.dir()).arg(&id);
         env.rt().output(create).ok();
         let root = env.rt().user().unwrap().xdg_runtime_dir.join(name);
-        let meta = fs::metadata(&root).unwrap_or_else(|e| panic!("{name}: {root:?}: {e}"));
+        let meta = fs::metadata(&root);
+        let state_there = root.join(&id).is_dir();
+        let mut del = env.rt().bare_cmd(&["delete", "--force"]);
+        del.arg(&id);
+        let deleted = env.rt().output(del);
+        if root.join(&id).exists() || !deleted.success() {
+            // Whatever went wrong, leave nothing: delete it in whichever root it went to.
+            let xdg = &env.rt().user().unwrap().xdg_runtime_dir;
+            for dir in fs::read_dir(xdg).into_iter().flatten().flatten() {
+                let mut del = env.rt().bare_cmd(&["--root"]);
+                del.arg(dir.path()).args(["delete", "--force"]).arg(&id);
+                let _ = env.rt().output(del);
+            }
+        }
+        let meta = meta.unwrap_or_else(|e| panic!("{name}: {root:?}: {e}"));
         assert_eq!(
             meta.permissions().mode() & 0o7777,
             0o1700,
             "{name}: {root:?}"
         );
-        assert!(root.join(&id).is_dir(), "{name}: no state in {root:?}");
-        let mut del = env.rt().bare_cmd(&["delete", "--force"]);
-        del.arg(&id);
-        env.rt().output(del).ok();
+        assert!(state_there, "{name}: no state in {root:?}");
+        deleted.ok();
         assert!(!root.join(&id).exists(), "{name}: state left in {root:?}");
         env.finish();
     }
