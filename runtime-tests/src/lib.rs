@@ -205,6 +205,17 @@ pub fn link_tree(src: &Path, dst: &Path) {
     }
 }
 
+/// `chown` every directory under `dir` (and `dir`), leaving files and symlinks alone.
+pub fn chown_dirs(dir: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+        .unwrap_or_else(|e| panic!("chown {}: {e}", dir.display()));
+    for entry in fs::read_dir(dir).expect("read_dir").flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            chown_dirs(&entry.path(), uid, gid);
+        }
+    }
+}
+
 /// Reads and parses a JSON file, panicking with the file name on error.
 pub fn read_json(path: &Path) -> Value {
     let text =
@@ -429,6 +440,29 @@ pub struct Runtime {
     out_dir: PathBuf,
     marker: String,
     seq: std::sync::Arc<AtomicUsize>,
+    /// Every command runs as this unprivileged user ([`TestEnv::as_user`]).
+    user: Option<RunAs>,
+}
+
+/// An unprivileged user the runtime runs as: ids, and the `XDG_RUNTIME_DIR`/`HOME` it gets.
+#[derive(Debug, Clone)]
+pub struct RunAs {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub xdg_runtime_dir: PathBuf,
+    pub home: PathBuf,
+}
+
+impl RunAs {
+    /// Make `cmd` run as this user (no supplementary groups) with its own environment.
+    pub fn apply(&self, cmd: &mut Command) {
+        cmd.uid(self.uid).gid(self.gid);
+        cmd.env("USER", &self.name)
+            .env("LOGNAME", &self.name)
+            .env("HOME", &self.home)
+            .env("XDG_RUNTIME_DIR", &self.xdg_runtime_dir);
+    }
 }
 
 impl Runtime {
@@ -453,7 +487,15 @@ impl Runtime {
         cmd.env(ENV_MARKER, &self.marker);
         cmd.stdin(Stdio::null());
         clean_signals(&mut cmd);
+        if let Some(u) = &self.user {
+            u.apply(&mut cmd);
+        }
         cmd
+    }
+
+    /// The user commands run as, if not root.
+    pub fn user(&self) -> Option<&RunAs> {
+        self.user.as_ref()
     }
 
     /// Same as [`Runtime::cmd`] without the `--root` option (for global-option tests).
@@ -462,6 +504,9 @@ impl Runtime {
         cmd.args(args);
         cmd.env(ENV_MARKER, &self.marker);
         cmd.stdin(Stdio::null());
+        if let Some(u) = &self.user {
+            u.apply(&mut cmd);
+        }
         cmd
     }
 
@@ -568,6 +613,7 @@ impl TestEnv {
             out_dir: dir.clone(),
             marker: id.clone(),
             seq: Default::default(),
+            user: None,
         };
         TestEnv {
             id,
@@ -586,6 +632,43 @@ impl TestEnv {
         let mut env = Self::new();
         env.rt.bin = bin.to_path_buf();
         env
+    }
+
+    /// Every runtime command of this test runs as `user` (from `getent passwd`; see
+    /// `runtime-tests/setup-rootless-user`), with `XDG_RUNTIME_DIR` and `HOME` in the test dir.
+    /// The test dir is given to the user; it goes with the test.
+    pub fn as_user(mut self, user: &str) -> Self {
+        let out = Command::new("getent")
+            .args(["passwd", user])
+            .output()
+            .expect("run getent");
+        let line = String::from_utf8_lossy(&out.stdout).to_string();
+        let f: Vec<&str> = line.trim().split(':').collect();
+        assert!(
+            f.len() >= 4,
+            "no user {user}: run runtime-tests/setup-rootless-user (setup-host does)"
+        );
+        let (uid, gid) = (f[2].parse().expect("uid"), f[3].parse().expect("gid"));
+        let xdg = self.dir.join("xdg");
+        let home = self.dir.join("home");
+        for d in [&xdg, &home] {
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .create(d)
+                .unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+        }
+        for d in [&self.dir, &xdg, &home] {
+            std::os::unix::fs::chown(d, Some(uid), Some(gid))
+                .unwrap_or_else(|e| panic!("chown {}: {e}", d.display()));
+        }
+        self.rt.user = Some(RunAs {
+            name: user.to_string(),
+            uid,
+            gid,
+            xdg_runtime_dir: xdg,
+            home,
+        });
+        self
     }
 
     /// A private copy of the runtime binary in the test's directory, so that an attack that got
@@ -642,6 +725,11 @@ impl TestEnv {
         b.add_env(&format!("{ENV_MARKER}={}", self.id));
         b.set("/root/path", json!("rootfs"));
         b.set("/root/readonly", json!(false));
+        if let Some(u) = &self.rt.user {
+            // The rootfs directories (never the hard-linked files) belong to the user, as an
+            // unpacked image of its own would.
+            chown_dirs(&b.dir, u.uid, u.gid);
+        }
         b
     }
 

@@ -110,6 +110,27 @@ impl CgroupError {
         }
     }
 
+    /// A permission error in runc's loose sense (EPERM, EACCES, EROFS): what the rootless
+    /// cgroup manager may ignore.
+    pub fn is_permission(&self) -> bool {
+        matches!(
+            self.raw_os_error(),
+            Some(libc::EPERM | libc::EACCES | libc::EROFS)
+        )
+    }
+
+    /// The error is about `linux.resources.devices` (rules or the eBPF program), which the
+    /// rootless cgroup manager ignores as runc does.
+    pub fn is_devices(&self) -> bool {
+        match self {
+            CgroupError::Bpf { .. } => true,
+            CgroupError::File { what, .. }
+            | CgroupError::ControllerMissing { what, .. }
+            | CgroupError::Invalid { what, .. } => what.starts_with("linux.resources.devices"),
+            _ => false,
+        }
+    }
+
     /// The errno of the underlying I/O error, if any.
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {

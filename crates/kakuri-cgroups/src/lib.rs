@@ -67,6 +67,10 @@ pub struct Manager {
     /// The cgroup2 directory (V2: the only one; Hybrid: the controller-less unified hierarchy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     unified: Option<Hierarchy>,
+    /// Rootless: the controllers of the hierarchies left out because their directory could not
+    /// be made for lack of permission (`"unified"` for the cgroup2 one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    skipped: Vec<String>,
 }
 
 /// How long destroy() retries rmdir while the last processes of a killed container leave.
@@ -187,6 +191,7 @@ impl Manager {
             mode: sys.mode,
             v1,
             unified,
+            skipped: Vec::new(),
         })
     }
 
@@ -256,29 +261,96 @@ impl Manager {
         allow_processes: bool,
     ) -> Result<(), CgroupError> {
         for h in self.hierarchies() {
-            let first_new = created.len();
-            let made = fsutil::mkdir_p(&h.path, created)
-                .map_err(|e| CgroupError::file("create cgroup", "mkdir", h.path.clone(), e))?;
-            if !made && !allow_processes {
-                let mut pids = Vec::new();
-                fsutil::collect_pids(&h.path, &mut pids)?;
-                if !pids.is_empty() {
-                    return Err(CgroupError::Occupied(h.path.clone()));
-                }
+            self.create_one(h, created, allow_processes)?;
+        }
+        Ok(())
+    }
+
+    fn create_one(
+        &self,
+        h: &Hierarchy,
+        created: &mut Vec<PathBuf>,
+        allow_processes: bool,
+    ) -> Result<(), CgroupError> {
+        let first_new = created.len();
+        let made = fsutil::mkdir_p(&h.path, created)
+            .map_err(|e| CgroupError::file("create cgroup", "mkdir", h.path.clone(), e))?;
+        if !made && !allow_processes {
+            let mut pids = Vec::new();
+            fsutil::collect_pids(&h.path, &mut pids)?;
+            if !pids.is_empty() {
+                return Err(CgroupError::Occupied(h.path.clone()));
             }
-            if h.has("cpuset") {
-                // The leaf, and through it any ancestor still empty, even one another
-                // create made a moment ago.
-                v1::init_cpuset_dir(&h.path)?;
-            }
-            if self.mode == Mode::V2 {
-                v2::enable_controllers(&h.mount_point, &h.path)?;
-                for dir in &created[first_new..] {
-                    v2::fix_invalid_domain(dir)?;
-                }
+        }
+        if h.has("cpuset") {
+            // The leaf, and through it any ancestor still empty, even one another
+            // create made a moment ago.
+            v1::init_cpuset_dir(&h.path)?;
+        }
+        if self.mode == Mode::V2 {
+            v2::enable_controllers(&h.mount_point, &h.path)?;
+            for dir in &created[first_new..] {
+                v2::fix_invalid_domain(dir)?;
             }
         }
         Ok(())
+    }
+
+    /// [`Manager::create_with`] for runc's rootless cgroup manager: a hierarchy whose directory
+    /// cannot be made for lack of permission (EACCES, EPERM, EROFS) is left out of this manager
+    /// when `may_skip()` agrees (it is asked on the first such error only; runc: rootless and no
+    /// `linux.cgroupsPath`). Limits for a controller left out then fail in [`Manager::apply`]
+    /// with runc's "container could not join or create cgroup". Returns the directories left out.
+    pub fn create_rootless(
+        &mut self,
+        allow_processes: bool,
+        may_skip: &dyn Fn() -> bool,
+    ) -> Result<Vec<PathBuf>, CgroupError> {
+        let mut created: Vec<PathBuf> = Vec::new();
+        let mut left_out: Vec<PathBuf> = Vec::new();
+        let mut r = Ok(());
+        for h in self.hierarchies() {
+            match self.create_one(h, &mut created, allow_processes) {
+                Ok(()) => {}
+                Err(e) if e.is_permission() && may_skip() => {
+                    log::debug!("rootless: leaving out cgroup {}: {e}", h.path.display());
+                    left_out.push(h.path.clone());
+                }
+                Err(e) => {
+                    r = Err(e);
+                    break;
+                }
+            }
+        }
+        if let Err(e) = r {
+            for dir in created.iter().rev() {
+                let _ = std::fs::remove_dir(dir);
+            }
+            return Err(e);
+        }
+        for h in self.v1.iter().filter(|h| left_out.contains(&h.path)) {
+            self.skipped.extend(h.controllers.iter().cloned());
+        }
+        self.v1.retain(|h| !left_out.contains(&h.path));
+        if self
+            .unified
+            .as_ref()
+            .is_some_and(|h| left_out.contains(&h.path))
+        {
+            self.unified = None;
+            self.skipped.push("unified".to_string());
+        }
+        Ok(left_out)
+    }
+
+    /// The error for a limit on `controller` whose hierarchy was left out (rootless), if so.
+    pub(crate) fn skipped_error(&self, controller: &str, what: &str) -> Option<CgroupError> {
+        self.skipped.iter().any(|c| c == controller).then(|| {
+            CgroupError::invalid(
+                what,
+                format!("cannot set {controller} limit: container could not join or create cgroup"),
+            )
+        })
     }
 
     /// Write linux.resources into the container cgroup. Only the resources present are touched. On error
@@ -296,6 +368,18 @@ impl Manager {
     fn set(&self, res: &LinuxResources, update: bool) -> Result<(), CgroupError> {
         match self.mode {
             Mode::V2 => {
+                if self.unified.is_none() && !self.skipped.is_empty() {
+                    // Rootless without a cgroup: only "no limits" can be honoured.
+                    let mut asked = res.clone();
+                    asked.set_devices(None);
+                    if asked == LinuxResources::default() {
+                        return Ok(());
+                    }
+                    return Err(CgroupError::invalid(
+                        "linux.resources",
+                        "rootless needs no limits + no cgrouppath when no permission is granted for cgroups",
+                    ));
+                }
                 let h = self.unified.as_ref().ok_or_else(|| CgroupError::System {
                     path: PathBuf::from("/proc/self/cgroup"),
                     reason: "no cgroup2 directory for the container".into(),
@@ -406,6 +490,17 @@ impl Manager {
     }
 
     fn no_freezer(&self) -> CgroupError {
+        if self
+            .skipped
+            .iter()
+            .any(|c| c == "freezer" || (c == "unified" && self.mode == Mode::V2))
+        {
+            // Rootless without that cgroup: runc's words.
+            return CgroupError::invalid(
+                "freeze cgroup",
+                "cannot toggle freezer: cgroups not configured for container",
+            );
+        }
         CgroupError::ControllerMissing {
             what: "freeze cgroup".into(),
             controller: "freezer".into(),

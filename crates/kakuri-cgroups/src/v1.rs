@@ -12,6 +12,9 @@ use crate::{devices, fsutil, Manager};
 const F_MEM: &str = "linux.resources.memory";
 
 fn need<'a>(m: &'a Manager, controller: &str, what: &str) -> Result<&'a Path, CgroupError> {
+    if let Some(e) = m.skipped_error(controller, what) {
+        return Err(e);
+    }
     m.v1_hierarchy(controller)
         .map(|h| h.path.as_path())
         .ok_or_else(|| CgroupError::ControllerMissing {

@@ -524,7 +524,7 @@ impl Runtime {
         sysctl.sort();
 
         // Cgroups: resolved and checked before anything exists.
-        let cgroup = Manager::new(
+        let mut cgroup = Manager::new(
             linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
             &o.id,
             self.systemd_cgroup,
@@ -555,12 +555,12 @@ impl Runtime {
         };
         // As runc: a frozen cgroup would stop the init the moment it joins, and create would
         // wait for it for ever.
-        let frozen = || {
+        let frozen = |cgroup: &Manager| {
             cgroup
                 .frozen_for_new_tasks()
                 .map_err(|e| Error::msg(format!("unable to get cgroup freezer state: {e}")))
         };
-        if frozen()? {
+        if frozen(&cgroup)? {
             return Err(Error::msg("container's cgroup unexpectedly frozen"));
         }
         // runc 1.1 warns about a cgroup that already holds processes and goes on (1.2 refuses).
@@ -606,12 +606,22 @@ impl Runtime {
             }
             _ => None,
         };
-        cgroup
-            .create_with(occupants > 0)
+        // runc's rootless cgroup manager: without linux.cgroupsPath, a hierarchy the caller
+        // may not write to is left out (asked lazily: a root caller reads nothing more).
+        let no_path = linux
+            .cgroups_path()
+            .as_ref()
+            .is_none_or(|p| p.as_os_str().is_empty());
+        let may_skip = || no_path && self.rootless.cgroups();
+        let left_out = cgroup
+            .create_rootless(occupants > 0, &may_skip)
             .map_err(|e| Error::msg(e.to_string()))?;
+        if !left_out.is_empty() {
+            st.cgroup = cgroup.clone();
+        }
         undo.cgroup = Some(&cgroup);
         // A cgroup made just now under a frozen parent is frozen too.
-        if frozen()? {
+        if frozen(&cgroup)? {
             return Err(Error::msg("container's cgroup unexpectedly frozen"));
         }
         let mut resources = linux.resources().clone().unwrap_or_default();
@@ -623,9 +633,18 @@ impl Runtime {
             rules.extend(default_device_rules(&paths));
             resources.set_devices(Some(rules));
         }
-        cgroup
-            .apply(&resources)
-            .map_err(|e| Error::msg(e.to_string()))?;
+        match cgroup.apply(&resources) {
+            // runc's rootless manager ignores the devices controller: the user namespace
+            // already forbids mknod, and its rules need privileges the caller does not have.
+            Err(e) if e.is_devices() && self.rootless.cgroups() => {
+                log::debug!("rootless: device rules not applied: {e}");
+                resources.set_devices(None);
+                cgroup
+                    .apply(&resources)
+                    .map_err(|e| Error::msg(e.to_string()))?;
+            }
+            r => r.map_err(|e| Error::msg(e.to_string()))?,
+        }
 
         let dir_path = undo
             .dir

@@ -10,6 +10,7 @@ pub mod events;
 pub mod exec;
 pub mod features;
 pub mod hooks;
+pub mod rootless;
 mod run;
 pub mod state;
 pub mod update;
@@ -56,6 +57,8 @@ pub struct Runtime {
     /// capabilities outside the runtime's bounding set are dropped with a warning instead of
     /// failing `create`/`exec` as runc does.
     pub drop_ungrantable_caps: bool,
+    /// `--rootless` and what it decided (see [`rootless::Rootless::cgroups`]).
+    pub rootless: rootless::Rootless,
 }
 
 /// The environment variable that sets [`Runtime::drop_ungrantable_caps`].
@@ -199,6 +202,7 @@ impl Runtime {
             root: root.into(),
             systemd_cgroup: false,
             drop_ungrantable_caps: false,
+            rootless: rootless::Rootless::default(),
         }
     }
 

@@ -95,18 +95,36 @@ pub fn spawn_exec(
             let _ = sys::setns(fd.as_fd(), flag);
         }
     };
+    // An unprivileged runtime may not join the pid and time namespaces of a container in a
+    // user namespace: only a process in that user namespace may. The child then joins it and
+    // those namespaces, and forks the process (see `intermediate`).
+    let joins_user = fds.iter().any(|(n, _)| n == "user");
+    let mut via_intermediate = false;
     for (n, fd) in &fds {
         if n == "pid" || n == "time" {
             let own = open(Path::new(&format!("/proc/self/ns/{n}_for_children")))?;
-            if let Err(e) = sys::setns(fd.as_fd(), flag_of(n)) {
-                undo(&mut restore);
-                return Err(format!(
-                    "join the container's {n} namespace: {}",
-                    os_error(&e)
-                ));
+            match sys::setns(fd.as_fd(), flag_of(n)) {
+                Ok(()) => restore.push((own, flag_of(n))),
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) && joins_user => {
+                    undo(&mut restore);
+                    via_intermediate = true;
+                    break;
+                }
+                Err(e) => {
+                    undo(&mut restore);
+                    return Err(format!(
+                        "join the container's {n} namespace: {}",
+                        os_error(&e)
+                    ));
+                }
             }
-            restore.push((own, flag_of(n)));
         }
+    }
+    if via_intermediate {
+        // The process is a grandchild: it must come back to the runtime when the
+        // intermediate exits, so that the runtime can wait for it.
+        sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1)
+            .map_err(|e| format!("become a child subreaper: {e}"))?;
     }
     // execCPUAffinity.initial: the runtime runs there when it forks, so the child starts there
     // before it joins the container's cgroup.
@@ -119,6 +137,13 @@ pub fn spawn_exec(
             ));
         }
     }
+    let (pid_rd, pid_wr) = if via_intermediate {
+        let (r, w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+        (Some(r), Some(w))
+    } else {
+        (None, None)
+    };
     // SAFETY: kakuri is single-threaded (see `spawn`).
     let forked = unsafe { sys::fork_clone(0) };
     if !matches!(forked, Ok(sys::Forked::Child)) {
@@ -128,11 +153,17 @@ pub fn spawn_exec(
         sys::Forked::Child => {
             drop(pch);
             drop(restore);
+            drop(pid_rd);
             for fd in &plan.close_in_child {
                 // SAFETY: the parent's descriptors, unused by this child.
                 unsafe { libc::close(*fd) };
             }
-            let err = match exec_main(plan, &fds, root.as_ref(), &cch, steps) {
+            let r = match pid_wr {
+                Some(w) => intermediate(&fds, w)
+                    .and_then(|()| exec_main(plan, &fds, root.as_ref(), &cch, steps, true)),
+                None => exec_main(plan, &fds, root.as_ref(), &cch, steps, false),
+            };
+            let err = match r {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -148,6 +179,24 @@ pub fn spawn_exec(
     drop(cch);
     drop(fds);
     drop(root);
+    drop(pid_wr);
+    let pid = match pid_rd {
+        None => pid,
+        Some(rd) => {
+            // The intermediate writes the process's pid and exits; its exit hands the process
+            // to this runtime (a subreaper).
+            let mut buf = [0u8; 4];
+            let n = std::io::Read::read(&mut std::fs::File::from(rd), &mut buf).unwrap_or(0);
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            if n != 4 {
+                return Err(match pch.recv() {
+                    Ok(Some(Msg::Error(e))) => e,
+                    _ => "the intermediate exec process exited during setup".into(),
+                });
+            }
+            i32::from_ne_bytes(buf)
+        }
+    };
     let result = (|| {
         parent.placed(pid)?;
         pch.send(&Msg::Go).map_err(|e| format!("sync: {e}"))?;
@@ -179,20 +228,65 @@ pub fn spawn_exec(
     }
 }
 
+/// In the intermediate child (unprivileged runtime, container in a user namespace): join the
+/// user namespace (becoming root there), then the pid and time namespaces for the children,
+/// fork the process, report its pid on `pid_wr` and exit. Returns in the process.
+fn intermediate(fds: &[(String, OwnedFd)], pid_wr: OwnedFd) -> Result<(), String> {
+    let join = |name: &str| -> Result<(), String> {
+        for (n, fd) in fds.iter().filter(|(n, _)| n == name) {
+            sys::setns(fd.as_fd(), flag_of(n))
+                .map_err(|e| format!("join the container's {n} namespace: {}", os_error(&e)))?;
+        }
+        Ok(())
+    };
+    crate::make_non_dumpable()?;
+    join("user")?;
+    sys::setresgid(0).map_err(|e| format!("setgid 0: {e}"))?;
+    sys::setresuid(0).map_err(|e| format!("setuid 0: {e}"))?;
+    join("pid")?;
+    join("time")?;
+    // SAFETY: single-threaded: this child of the single-threaded runtime started no thread.
+    match unsafe { sys::fork_clone(0) }.map_err(|e| format!("fork: {}", os_error(&e)))? {
+        sys::Forked::Child => {
+            drop(pid_wr);
+            Ok(())
+        }
+        sys::Forked::Parent(pid) => {
+            let _ = std::io::Write::write_all(&mut std::fs::File::from(pid_wr), &pid.to_ne_bytes());
+            sys::exit_now(0)
+        }
+    }
+}
+
+/// The exec'd process. `reparented_to`: it was forked by an intermediate and belongs to the
+/// runtime (a subreaper) once the intermediate is gone; its user namespace is joined already.
 fn exec_main(
     plan: &ExecPlan,
     fds: &[(String, OwnedFd)],
     root: Option<&OwnedFd>,
     ch: &Channel,
     steps: &dyn InitSteps,
+    reparented_to: bool,
 ) -> Result<std::convert::Infallible, String> {
-    sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
-        .map_err(|e| format!("set parent death signal: {e}"))?;
+    let death_signal = || {
+        sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
+            .map_err(|e| format!("set parent death signal: {e}"))
+    };
+    // With an intermediate, the parent's death is the intermediate's planned exit: the death
+    // signal is set once the runtime (which sends Go after reaping it) is the parent.
+    if !reparented_to {
+        death_signal()?;
+    }
     // Before anything of the container can see this process (CVE-2019-5736 class).
     crate::make_non_dumpable()?;
     match ch.recv().map_err(|e| format!("sync: {e}"))? {
         Some(Msg::Go) => {}
         _ => sys::exit_now(255),
+    }
+    if reparented_to {
+        // (The runtime is outside this pid namespace: getppid says 0. Had it died before this,
+        // the channel tells: the next message to it fails and the process exits.)
+        death_signal()?;
     }
     // In the container's cgroup now: execCPUAffinity.final.
     if let Some(cpus) = &plan.process.affinity_final {
@@ -213,6 +307,7 @@ fn exec_main(
     let mut sorted: Vec<&(String, OwnedFd)> = fds
         .iter()
         .filter(|(n, _)| n != "pid" && n != "time")
+        .filter(|(n, _)| !reparented_to || n != "user")
         .collect();
     sorted.sort_by_key(|(n, _)| order(n));
     for (n, fd) in sorted {
@@ -256,7 +351,10 @@ fn exec_main(
     } else {
         None
     };
-    let fin = crate::finish_process(proc, slave, plan.preserve_fds, true, steps, ch)?;
+    // In a joined user namespace whose setgroups is denied (rootless), the additional gids
+    // are left alone, as for the init.
+    let setgroups_ok = !fds.iter().any(|(n, _)| n == "user") || !crate::setgroups_denied();
+    let fin = crate::finish_process(proc, slave, plan.preserve_fds, setgroups_ok, steps, ch)?;
     // The runtime waits for the end of the channel (close-on-exec) or an error after Ready.
     if fin.seccomp_last {
         steps.load_seccomp()?;

@@ -44,6 +44,7 @@ pub mod procfs;
 pub mod rootfs;
 pub mod selfexe;
 pub mod sys;
+mod usermaps;
 
 use std::ffi::CString;
 use std::io::Read;
@@ -320,24 +321,10 @@ pub fn userns_mappings(path: &Path) -> Result<(IdLines, IdLines), String> {
     Ok((parse(u), parse(g)))
 }
 
-/// Write id mappings of a child in a new user namespace (as the privileged parent).
+/// Write id mappings of a child in a new user namespace (see [`usermaps`]).
 fn write_id_maps(pid: i32, plan: &InitPlan) -> Result<(), String> {
-    let fmt = |m: &[oci::LinuxIdMapping]| {
-        m.iter()
-            .map(|x| format!("{} {} {}\n", x.container_id(), x.host_id(), x.size()))
-            .collect::<String>()
-    };
-    for (file, maps) in [
-        ("uid_map", &plan.uid_mappings),
-        ("gid_map", &plan.gid_mappings),
-    ] {
-        if maps.is_empty() {
-            continue;
-        }
-        let p = format!("/proc/{pid}/{file}");
-        std::fs::write(&p, fmt(maps)).map_err(|e| format!("write {p}: {}", os_error(&e)))?;
-    }
-    Ok(())
+    usermaps::write(pid, usermaps::UID, &plan.uid_mappings)?;
+    usermaps::write(pid, usermaps::GID, &plan.gid_mappings)
 }
 
 /// The new namespaces the init makes itself, with `unshare` after joining a user namespace by
@@ -352,6 +339,19 @@ fn made_by_init(ns: &NamespacePlan) -> libc::c_int {
     } else {
         0
     }
+}
+
+/// `/proc/self/setgroups` says `deny` (an unprivileged caller's own gid map): the additional
+/// gids are then left alone, as runc does for rootless containers.
+pub(crate) fn setgroups_denied() -> bool {
+    std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny")
+}
+
+/// The clone makes a user namespace whose maps an unprivileged runtime writes (or has
+/// newuidmap/newgidmap write): only the child's owner may, while it is dumpable.
+fn owner_writes_maps(plan: &InitPlan) -> bool {
+    // SAFETY: geteuid cannot fail.
+    plan.namespaces.clone_flags & libc::CLONE_NEWUSER != 0 && unsafe { libc::geteuid() } != 0
 }
 
 /// A user namespace joined by path together with a new pid namespace: the pid namespace must
@@ -474,6 +474,13 @@ pub fn spawn(
         undo(&mut restore);
         return Err(e);
     }
+    // An unprivileged runtime writes the id maps of the new user namespace as the child's
+    // owner: the child must be dumpable from its first instruction until `Go` (init_main), so it
+    // inherits that from the runtime, which becomes non-dumpable again right after the clone.
+    let maps_by_owner = owner_writes_maps(plan);
+    if maps_by_owner {
+        sys::prctl(libc::PR_SET_DUMPABLE, 1).map_err(|e| format!("set dumpable: {e}"))?;
+    }
     let two_step = needs_intermediate(ns);
     let mut flags = ns.clone_flags & !made_by_init(ns);
     if two_step {
@@ -481,6 +488,9 @@ pub fn spawn(
     }
     // SAFETY: kakuri is single-threaded here (documented contract of this function).
     let forked = unsafe { sys::fork_clone(flags) };
+    if maps_by_owner && !matches!(forked, Ok(sys::Forked::Child)) {
+        make_non_dumpable()?;
+    }
     if !matches!(forked, Ok(sys::Forked::Child)) {
         // Only the parent goes back: the child stays in the namespaces entered for it.
         undo(&mut restore);
@@ -539,8 +549,20 @@ pub fn spawn(
         if let Some(adj) = plan.process.oom_score_adj {
             let proc = procfs::ProcRoot::open().map_err(|e| format!("process.oomScoreAdj: {e}"))?;
             let p = format!("{pid}/oom_score_adj");
-            proc.write(&p, adj.to_string().as_bytes())
-                .map_err(|e| format!("process.oomScoreAdj: write /proc/{p}: {}", os_error(&e)))?;
+            proc.write(&p, adj.to_string().as_bytes()).map_err(|e| {
+                // Without CAP_SYS_RESOURCE (rootless) the value cannot go below the caller's.
+                let own = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap_or_default();
+                let hint = match own.trim().parse::<i32>() {
+                    Ok(own) if e.raw_os_error() == Some(libc::EACCES) && adj < own => format!(
+                        " ({adj} is below the caller's {own}: lowering it needs CAP_SYS_RESOURCE)"
+                    ),
+                    _ => String::new(),
+                };
+                format!(
+                    "process.oomScoreAdj: write /proc/{p}: {}{hint}",
+                    os_error(&e)
+                )
+            })?;
         }
         pch.send(&Msg::Go)
             .map_err(|e| format!("sync with init: {e}"))?;
@@ -648,11 +670,20 @@ fn init_main(
     // Die with the runtime while setting up: a killed `create` must leave no process behind.
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
         .map_err(|e| format!("set parent death signal: {e}"))?;
-    make_non_dumpable()?;
+    // An unprivileged runtime can write the id maps of a new user namespace only while the
+    // child's /proc files are its own, i.e. while the child is dumpable (runc's nsexec does the
+    // same); the child becomes non-dumpable as soon as the maps are written.
+    let maps_by_owner = owner_writes_maps(plan);
+    if !maps_by_owner {
+        make_non_dumpable()?;
+    }
     match ch.recv().map_err(|e| format!("sync with runtime: {e}"))? {
         Some(Msg::Go) => {}
         Some(Msg::Error(e)) => return Err(e),
         _ => sys::exit_now(1),
+    }
+    if maps_by_owner {
+        make_non_dumpable()?;
     }
     for (flag, path) in &plan.namespaces.join {
         if userns_joined && *flag == libc::CLONE_NEWUSER {
@@ -776,7 +807,8 @@ fn init_main(
         }
         None => None,
     };
-    let setgroups_ok = !plan.in_new_userns || !plan.gid_mappings.is_empty();
+    let setgroups_ok =
+        !plan.in_new_userns || (!plan.gid_mappings.is_empty() && !setgroups_denied());
     let fin = finish_process(proc, slave, plan.preserve_fds, setgroups_ok, steps, ch)?;
     // Ready is sent: `create` returns and its runtime exits. What fails from here on is told to
     // `start` through the exec status fifo (and, as runc does, on the container's stderr).

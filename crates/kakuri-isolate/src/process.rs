@@ -385,10 +385,27 @@ impl ProcessPlan {
             };
             // SAFETY: setrlimit reads a valid rlimit struct.
             if unsafe { libc::setrlimit(r.resource, &lim) } != 0 {
+                let e = io::Error::last_os_error();
+                let mut cur = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                // Without CAP_SYS_RESOURCE (rootless) a hard limit can only be lowered: say so.
+                // SAFETY: getrlimit writes into a valid rlimit struct.
+                let hint = if e.raw_os_error() == Some(libc::EPERM)
+                    && unsafe { libc::getrlimit(r.resource, &mut cur) } == 0
+                    && r.hard > cur.rlim_max
+                {
+                    format!(
+                        " (hard limit {} is above the caller's {}: raising it needs CAP_SYS_RESOURCE)",
+                        r.hard, cur.rlim_max
+                    )
+                } else {
+                    String::new()
+                };
                 return Err(format!(
-                    "error setting rlimit type {}: {}",
-                    r.resource,
-                    io::Error::last_os_error()
+                    "error setting rlimit type {}: {e}{hint}",
+                    r.resource
                 ));
             }
         }
@@ -410,8 +427,13 @@ impl ProcessPlan {
             sys::prctl(libc::PR_SET_KEEPCAPS, 1).map_err(|e| format!("keep caps: {e}"))?;
         }
         if setgroups_allowed {
-            sys::setgroups(&self.additional_gids)
-                .map_err(|e| format!("setgroups {:?}: {e}", self.additional_gids))?;
+            match sys::setgroups(&self.additional_gids) {
+                Ok(()) => {}
+                // A user namespace with setgroups denied (the runtime's own, as under
+                // `unshare --map-root-user`): runc leaves the groups alone there too.
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) && crate::setgroups_denied() => {}
+                Err(e) => return Err(format!("setgroups {:?}: {e}", self.additional_gids)),
+            }
         }
         sys::setresgid(self.gid).map_err(|e| format!("setgid {}: {e}", self.gid))?;
         sys::setresuid(self.uid).map_err(|e| format!("setuid {}: {e}", self.uid))?;

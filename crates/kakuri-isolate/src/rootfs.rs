@@ -284,9 +284,15 @@ pub fn open_bind_sources(mounts: &[MountPlan], all: bool) -> R<Vec<(usize, Owned
         let Some(src) = m.source.as_deref() else {
             continue;
         };
-        let tree = sys::open_tree_clone(src, m.options.flags & libc::MS_REC != 0)
-            .map_err(|e| mount_err(m, &e))?;
-        out.push((i, tree));
+        match sys::open_tree_clone(src, m.options.flags & libc::MS_REC != 0) {
+            Ok(tree) => out.push((i, tree)),
+            // An unprivileged runtime (rootless) may not clone mounts of its own mount
+            // namespace: the init binds the source by path inside the user namespace, as runc
+            // does (the source's flags are then locked and kept). An idmapped mount needs the
+            // copy: its error stands.
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) && m.idmap.is_none() => {}
+            Err(e) => return Err(mount_err(m, &e)),
+        }
     }
     Ok(out)
 }
@@ -526,20 +532,38 @@ const DEFAULT_DEVICES: [(&str, u32, u32); 6] = [
     ("urandom", 1, 9),
 ];
 
-fn create_device(root: BorrowedFd, d: &DevicePlan, bind_host: bool) -> R<()> {
+/// True if this process is in a user namespace other than the initial one (its uid map is not
+/// the full identity range), as runc's `userns.RunningInUserNS`.
+fn running_in_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .is_ok_and(|t| t.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+}
+
+fn create_device(root: BorrowedFd, d: &DevicePlan, bind_host: &std::cell::Cell<bool>) -> R<()> {
     let err = |e: std::io::Error| format!("create device {:?}: {}", d.path, os_error(&e));
     let (pfd, cname) = parent_and_name(root, &d.path).map_err(err)?;
     let name = Path::new(std::ffi::OsStr::from_bytes(cname.as_bytes()));
     // A device node may not be left from an earlier image layer with other numbers.
     // SAFETY: unlinkat on a valid dir fd with one path component; failure (ENOENT) is fine.
     unsafe { libc::unlinkat(pfd.as_raw_fd(), cname.as_ptr(), 0) };
-    if bind_host {
+    let bind = || {
         let f = mkfile_all(root, &d.path).map_err(err)?;
-        return sys::mount(Some(&d.path), &fdpath(f.as_fd()), None, libc::MS_BIND, None)
-            .map_err(err);
+        sys::mount(Some(&d.path), &fdpath(f.as_fd()), None, libc::MS_BIND, None).map_err(err)
+    };
+    if bind_host.get() {
+        return bind();
     }
     let dev = libc::makedev(d.major as u32, d.minor as u32);
-    sys::mknodat(pfd.as_fd(), Path::new(name), d.kind | d.mode, dev).map_err(err)?;
+    match sys::mknodat(pfd.as_fd(), Path::new(name), d.kind | d.mode, dev) {
+        Ok(()) => {}
+        // The runtime itself runs in a user namespace (rootless podman's): no mknod there,
+        // devices are bound from the host, as runc does. Asked only on a refusal.
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) && running_in_user_namespace() => {
+            bind_host.set(true);
+            return bind();
+        }
+        Err(e) => return Err(err(e)),
+    }
     // SAFETY: fchownat on a valid dir fd with one NUL-terminated component, not following links.
     let rc = unsafe {
         libc::fchownat(
@@ -560,7 +584,7 @@ fn create_device(root: BorrowedFd, d: &DevicePlan, bind_host: bool) -> R<()> {
 }
 
 fn create_devices(root: BorrowedFd, plan: &InitPlan) -> R<()> {
-    let bind_host = plan.in_new_userns;
+    let bind_host = std::cell::Cell::new(plan.in_new_userns);
     if plan.default_devices {
         for (name, major, minor) in DEFAULT_DEVICES {
             let d = DevicePlan {
@@ -575,7 +599,7 @@ fn create_devices(root: BorrowedFd, plan: &InitPlan) -> R<()> {
             if plan.devices.iter().any(|x| x.path == d.path) {
                 continue;
             }
-            create_device(root, &d, bind_host)?;
+            create_device(root, &d, &bind_host)?;
         }
         let dev = mkdir_all(root, Path::new("/dev")).map_err(|e| format!("/dev: {e}"))?;
         let mut links = vec![
@@ -606,7 +630,7 @@ fn create_devices(root: BorrowedFd, plan: &InitPlan) -> R<()> {
         }
     }
     for d in &plan.devices {
-        create_device(root, d, bind_host)?;
+        create_device(root, d, &bind_host)?;
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use kakuri_container::rootless::RootlessMode;
 use kakuri_container::{CreateOptions, Error, Runtime};
 
 #[derive(Parser, Debug)]
@@ -42,8 +43,9 @@ pub(crate) struct Cli {
     /// Use the systemd cgroup driver (not supported yet: an error)
     #[arg(long = "systemd-cgroup", global = true)]
     systemd_cgroup: bool,
-    /// Rootless mode: true, false or auto
-    #[arg(long, value_name = "true|false|auto", value_parser = ["true", "false", "auto"])]
+    /// Ignore cgroup permission errors: true, false or auto (auto: when not uid 0, or in a
+    /// user namespace). Before the command, as runc's global options.
+    #[arg(long, value_name = "true|false|auto")]
     rootless: Option<String>,
     #[command(subcommand)]
     cmd: Option<Cmd>,
@@ -225,15 +227,31 @@ enum Cmd {
     Events(cgroup_cmds::EventsArgs),
 }
 
-fn default_root() -> PathBuf {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return PathBuf::from("/run/kakuri");
-    }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d).join("kakuri"),
-        _ => PathBuf::from("/run/kakuri"),
-    }
+/// The state root when `--root` is not given: `$XDG_RUNTIME_DIR/kakuri` for a rootless caller
+/// (made here, mode 0700 with the sticky bit so that the XDG clean-up leaves it alone, as runc
+/// does), else `/run/kakuri`.
+fn default_root() -> Result<PathBuf, Error> {
+    let Some(dir) = kakuri_container::rootless::xdg_root("kakuri") else {
+        return Ok(PathBuf::from("/run/kakuri"));
+    };
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let hint = |what: &str, e: std::io::Error| {
+        Error::io(
+            format!(
+                "{what} {} (the path in $XDG_RUNTIME_DIR must be writable by the user)",
+                dir.display()
+            ),
+            e,
+        )
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| hint("create root directory", e))?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1700))
+        .map_err(|e| hint("chmod", e))?;
+    Ok(dir)
 }
 
 fn print_version() -> Outcome {
@@ -281,11 +299,25 @@ fn main() -> ExitCode {
         // runc: "open FILE: ...", exit 1. The log then goes to stderr, in the chosen format.
         Err(e) => return finish(None, Err(e), false),
     };
-    let mut rt = Runtime::new(cli.root.clone().unwrap_or_else(default_root));
+    let mode = match cli.rootless.as_deref().map(RootlessMode::parse).transpose() {
+        Ok(m) => m.unwrap_or_default(),
+        Err(e) => return finish(None, Err(Error::msg(e)), log_to_file),
+    };
+    let root = match cli.root.clone() {
+        Some(r) => r,
+        // Neither `spec` nor `features` uses the state root: nothing is made for them.
+        None if matches!(cmd, Cmd::Spec { .. } | Cmd::Features) => PathBuf::from("/run/kakuri"),
+        None => match default_root() {
+            Ok(r) => r,
+            Err(e) => return finish(None, Err(e), log_to_file),
+        },
+    };
+    let mut rt = Runtime::new(root);
+    rt.rootless = kakuri_container::rootless::Rootless::new(mode);
     rt.systemd_cgroup = cli.systemd_cgroup;
     rt.drop_ungrantable_caps =
         std::env::var_os(kakuri_container::DROP_UNGRANTABLE_CAPS_ENV).is_some_and(|v| v == "1");
-    let (prefix, outcome) = dispatch(&rt, cmd, &cli);
+    let (prefix, outcome) = dispatch(&rt, cmd);
     finish(prefix, outcome, log_to_file)
 }
 
@@ -310,7 +342,7 @@ fn finish(prefix: Option<&str>, outcome: Outcome, log_to_file: bool) -> ExitCode
     }
 }
 
-fn dispatch(rt: &Runtime, cmd: Cmd, cli: &Cli) -> (Option<&'static str>, Outcome) {
+fn dispatch(rt: &Runtime, cmd: Cmd) -> (Option<&'static str>, Outcome) {
     match cmd {
         Cmd::Create(a) => (Some("create"), rt.create(&a.options()).map(|_| 0)),
         Cmd::Run {
@@ -346,10 +378,7 @@ fn dispatch(rt: &Runtime, cmd: Cmd, cli: &Cli) -> (Option<&'static str>, Outcome
             format,
             ps_args,
         } => (None, ps(rt, &id, &format, &ps_args)),
-        Cmd::Spec { bundle, rootless } => (
-            None,
-            spec(&bundle, rootless || cli.rootless.as_deref() == Some("true")),
-        ),
+        Cmd::Spec { bundle, rootless } => (None, spec(&bundle, rootless)),
         Cmd::Exec(a) => {
             let o = kakuri_container::ExecOptions {
                 id: a.id.clone(),

@@ -32,7 +32,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub enum Kind {
     Containerd,
     Podman,
+    /// podman run by the unprivileged user of the rootless suites
+    /// (`runtime-tests/setup-rootless-user`), with its HOME and XDG_RUNTIME_DIR in the run's
+    /// directory.
+    PodmanRootless,
     Docker,
+}
+
+/// The user [`Kind::PodmanRootless`] runs podman as.
+pub fn rootless_user() -> String {
+    std::env::var("KAKURI_ROOTLESS_USER").unwrap_or_else(|_| "kakuri-rl".into())
 }
 
 impl Kind {
@@ -40,14 +49,21 @@ impl Kind {
         match self {
             Kind::Containerd => "containerd",
             Kind::Podman => "podman",
+            Kind::PodmanRootless => "podman-rootless",
             Kind::Docker => "docker",
         }
+    }
+
+    /// podman, as root or rootless.
+    pub fn is_podman(self) -> bool {
+        matches!(self, Kind::Podman | Kind::PodmanRootless)
     }
 
     fn cgroup_tag(self) -> &'static str {
         match self {
             Kind::Containerd => "ctr",
             Kind::Podman => "podman",
+            Kind::PodmanRootless => "podman-rl",
             Kind::Docker => "docker",
         }
     }
@@ -57,6 +73,7 @@ impl Kind {
         match self {
             Kind::Containerd => &["containerd", "ctr", "containerd-shim-runc-v2", "script"],
             Kind::Podman => &["podman", "conmon", "script"],
+            Kind::PodmanRootless => &["podman", "conmon", "script", "newuidmap", "newgidmap"],
             Kind::Docker => &["dockerd", "containerd", "containerd-shim-runc-v2", "script"],
         }
     }
@@ -90,6 +107,8 @@ impl Kind {
                 "/etc/docker/key.json",
                 "/etc/docker",
             ],
+            // Everything of a rootless podman is under its HOME and XDG_RUNTIME_DIR.
+            Kind::PodmanRootless => &[],
             Kind::Podman => &[
                 "/var/lib/containers/cache/blob-info-cache-v1.boltdb",
                 "/var/lib/containers/cache",
@@ -158,6 +177,17 @@ fn unmet_prerequisite(kind: Kind) -> Option<String> {
         return Some(format!(
             "{} not installed (run runtime-tests/clients/setup)",
             missing.join(", ")
+        ));
+    }
+    if kind == Kind::PodmanRootless
+        && !Command::new("id")
+            .arg(rootless_user())
+            .output()
+            .is_ok_and(|o| o.status.success())
+    {
+        return Some(format!(
+            "no user {} (run runtime-tests/setup-rootless-user)",
+            rootless_user()
         ));
     }
     let bin = kakuri_bin();
@@ -565,10 +595,15 @@ impl Harness {
             .filter(|p| fs::symlink_metadata(p).is_err())
             .collect();
         let env = format!(
-            "KIND={}\nCGROUP_PARENT={cgroup_parent}\nKAKURI='{}'\nABSENT='{}'\n",
+            "KIND={}\nCGROUP_PARENT={cgroup_parent}\nKAKURI='{}'\nABSENT='{}'\nRUN_USER='{}'\n",
             kind.name(),
             kakuri.display(),
-            absent.join(" ")
+            absent.join(" "),
+            if kind == Kind::PodmanRootless {
+                rootless_user()
+            } else {
+                String::new()
+            }
         );
         write(&dir.join("teardown.env"), &env)?;
         let h = Harness {
@@ -607,7 +642,7 @@ impl Harness {
                 h.start_containerd()?;
                 h.start_dockerd()?;
             }
-            Kind::Podman => h.setup_podman()?,
+            Kind::Podman | Kind::PodmanRootless => h.setup_podman()?,
         }
         Ok(h)
     }
@@ -658,6 +693,12 @@ impl Harness {
     pub fn scratch(&self, what: &str) -> PathBuf {
         let p = self.dir.join("scratch").join(self.name(what));
         fs::create_dir_all(&p).expect("create scratch dir");
+        if let Some(u) = self.run_as() {
+            // The container's root is the rootless user on the host.
+            for d in [p.parent().unwrap_or(&p), &p] {
+                std::os::unix::fs::chown(d, Some(u.uid), Some(u.gid)).expect("chown scratch");
+            }
+        }
         p
     }
 
@@ -873,8 +914,25 @@ impl Harness {
     // ---------------------------------------------------------------- podman
 
     fn setup_podman(&self) -> Result<(), String> {
-        for d in ["image-tmp", "libpod-tmp", "cni"] {
+        for d in ["image-tmp", "libpod-tmp", "cni", "home", "xdg"] {
             fs::create_dir_all(self.dir.join(d)).map_err(|e| format!("{d}: {e}"))?;
+        }
+        if let Some(u) = self.run_as() {
+            // The run's directory is the rootless user's: storage, HOME, XDG_RUNTIME_DIR.
+            fs::set_permissions(self.dir.join("xdg"), fs::Permissions::from_mode(0o700))
+                .map_err(|e| format!("chmod xdg: {e}"))?;
+            let out = Command::new("chown")
+                .args(["-R", &format!("{}:{}", u.uid, u.gid)])
+                .arg(&self.dir)
+                .output()
+                .map_err(|e| format!("chown: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "chown {}: {}",
+                    self.dir.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
         }
         let ulimits = match podman_ulimits() {
             Some((line, why)) => {
@@ -902,7 +960,17 @@ impl Harness {
 
     /// podman with this run's private configuration, storage and runtime.
     pub fn podman(&self) -> Command {
-        let mut c = Command::new("podman");
+        // Rootless: through setpriv, so that wrappers such as `in_pty` keep the user.
+        let mut c = match self.run_as() {
+            Some(u) => {
+                let mut c = Command::new("setpriv");
+                c.arg(format!("--reuid={}", u.uid))
+                    .arg(format!("--regid={}", u.gid))
+                    .args(["--clear-groups", "--", "podman"]);
+                c
+            }
+            None => Command::new("podman"),
+        };
         c.env("CONTAINERS_CONF", self.dir.join("containers.conf"))
             .env("CONTAINERS_STORAGE_CONF", self.dir.join("storage.conf"))
             .env(
@@ -913,7 +981,35 @@ impl Harness {
             .env_remove("CONTAINER_CONNECTION")
             .arg("--runtime")
             .arg(&self.kakuri);
+        if let Some(u) = self.run_as() {
+            c.env("USER", &u.name)
+                .env("LOGNAME", &u.name)
+                .env("HOME", &u.home)
+                .env("XDG_RUNTIME_DIR", &u.xdg_runtime_dir);
+            c.current_dir(&self.dir);
+        }
         c
+    }
+
+    /// The unprivileged user podman runs as ([`Kind::PodmanRootless`]).
+    pub fn run_as(&self) -> Option<kakuri_runtime_tests::RunAs> {
+        if self.kind != Kind::PodmanRootless {
+            return None;
+        }
+        let name = rootless_user();
+        let out = Command::new("getent")
+            .args(["passwd", &name])
+            .output()
+            .ok()?;
+        let line = String::from_utf8_lossy(&out.stdout).to_string();
+        let f: Vec<&str> = line.trim().split(':').collect();
+        Some(kakuri_runtime_tests::RunAs {
+            name,
+            uid: f.get(2)?.parse().ok()?,
+            gid: f.get(3)?.parse().ok()?,
+            xdg_runtime_dir: self.dir.join("xdg"),
+            home: self.dir.join("home"),
+        })
     }
 
     // ---------------------------------------------------------------- docker-like CLIs
@@ -922,7 +1018,7 @@ impl Harness {
     pub fn cli(&self) -> Command {
         match self.kind {
             Kind::Docker => self.docker(),
-            Kind::Podman => self.podman(),
+            Kind::Podman | Kind::PodmanRootless => self.podman(),
             Kind::Containerd => panic!("cli() is for docker and podman; use ctr()"),
         }
     }
@@ -943,6 +1039,8 @@ impl Harness {
             Kind::Podman => {
                 c.args(["--cgroup-parent", &format!("/{}", self.cgroup_parent)]);
             }
+            // Rootless on cgroup v1: podman asks for no cgroup at all.
+            Kind::PodmanRootless => {}
             Kind::Containerd => unreachable!("cli() already refused containerd"),
         }
         c.args(["--network", "none"]).args(args);
@@ -959,6 +1057,11 @@ impl Harness {
             Kind::Docker => self.dir.join("docker-exec/runtime-runc"),
             Kind::Containerd => self.dir.join("runtime-root"),
             Kind::Podman => Path::new("/run").join(self.kakuri.file_name().unwrap_or_default()),
+            // The runtime's rootless default: $XDG_RUNTIME_DIR/<binary name>.
+            Kind::PodmanRootless => self
+                .dir
+                .join("xdg")
+                .join(self.kakuri.file_name().unwrap_or_default()),
         }
     }
 
