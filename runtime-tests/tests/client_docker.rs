@@ -8,22 +8,11 @@
 
 mod clients_common;
 
-use clients_common::{client_test, dockerlike, read_trim, Harness, Kind, IMAGE};
+use clients_common::{client_test, read_trim, Harness, Kind, IMAGE};
 use std::time::Duration;
 
-macro_rules! scenarios {
-    ($($name:ident),* $(,)?) => {
-        const SCENARIOS: usize = [$(stringify!($name)),*].len();
-        $(
-            #[test]
-            fn $name() {
-                client_test(Kind::Docker, TESTS, stringify!($name), dockerlike::$name);
-            }
-        )*
-    };
-}
-
-scenarios!(
+clients_common::dockerlike_scenarios!(
+    Kind::Docker;
     output_and_exit_code,
     killed_exit_code,
     stdin_interactive,
@@ -54,8 +43,8 @@ scenarios!(
 );
 
 /// Tests in this file; the last one to finish stops dockerd and checks that nothing is left.
-/// (The `scenarios!` macro holds one test attribute for all its tests.)
-const TESTS: usize = SCENARIOS + clients_common::count_tests(include_str!("client_docker.rs")) - 1;
+/// (The scenarios' tests come from `dockerlike_scenarios!`, whose attribute is not in this file.)
+const TESTS: usize = SCENARIOS + clients_common::count_tests(include_str!("client_docker.rs"));
 
 fn docker(h: &Harness, args: &[&str]) -> clients_common::Output {
     let mut c = h.docker();

@@ -9,23 +9,12 @@
 
 mod clients_common;
 
-use clients_common::{client_test, dockerlike, pids_with_cmdline, run_cmd, Kind, IMAGE};
+use clients_common::{client_test, pids_with_cmdline, run_cmd, Kind, IMAGE};
 use std::process::Command;
 use std::time::Duration;
 
-macro_rules! scenarios {
-    ($($name:ident),* $(,)?) => {
-        const SCENARIOS: usize = [$(stringify!($name)),*].len();
-        $(
-            #[test]
-            fn $name() {
-                client_test(Kind::Podman, TESTS, stringify!($name), dockerlike::$name);
-            }
-        )*
-    };
-}
-
-scenarios!(
+clients_common::dockerlike_scenarios!(
+    Kind::Podman;
     output_and_exit_code,
     killed_exit_code,
     stdin_interactive,
@@ -56,8 +45,8 @@ scenarios!(
 );
 
 /// Tests in this file; the last one to finish removes everything and checks nothing is left.
-/// (The `scenarios!` macro holds one test attribute for all its tests.)
-const TESTS: usize = SCENARIOS + clients_common::count_tests(include_str!("client_podman.rs")) - 1;
+/// (The scenarios' tests come from `dockerlike_scenarios!`, whose attribute is not in this file.)
+const TESTS: usize = SCENARIOS + clients_common::count_tests(include_str!("client_podman.rs"));
 
 /// The runtime configured by name (`runtime = "kakuri"` and `[engine.runtimes] kakuri = [..]`
 /// in containers.conf) runs containers without `--runtime`, and because the name is listed in

@@ -9,25 +9,14 @@
 
 mod clients_common;
 
-use clients_common::{client_test, dockerlike, run_cmd, Kind, IMAGE};
+use clients_common::{client_test, run_cmd, Kind, IMAGE};
 use std::time::Duration;
-
-macro_rules! scenarios {
-    ($($name:ident),* $(,)?) => {
-        const SCENARIOS: usize = [$(stringify!($name)),*].len();
-        $(
-            #[test]
-            fn $name() {
-                client_test(Kind::PodmanRootless, TESTS, stringify!($name), dockerlike::$name);
-            }
-        )*
-    };
-}
 
 // Left out: pause/unpause, stats, update, memory/pids limits (podman refuses resource limits
 // and the freezer for rootless containers on cgroup v1, whatever the runtime) and privileged
 // (host devices an unprivileged user may not open).
-scenarios!(
+clients_common::dockerlike_scenarios!(
+    Kind::PodmanRootless;
     output_and_exit_code,
     killed_exit_code,
     stdin_interactive,
@@ -54,7 +43,7 @@ scenarios!(
 
 /// Tests in this file; the last one to finish removes everything and checks nothing is left.
 const TESTS: usize =
-    SCENARIOS + clients_common::count_tests(include_str!("client_podman_rootless.rs")) - 1;
+    SCENARIOS + clients_common::count_tests(include_str!("client_podman_rootless.rs"));
 
 const T: Duration = Duration::from_secs(90);
 

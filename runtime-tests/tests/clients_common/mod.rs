@@ -10,7 +10,25 @@
 //! starts: it waits on a pipe whose write end only this process holds. It is released by the
 //! last test of the file (which then also checks that nothing was left), by an `atexit` hook
 //! when a filtered run ends earlier, or by the kernel closing the pipe if the test process dies.
+
 #![allow(dead_code)] // each test file uses part of this module
+
+/// One `#[test]` per shared scenario of `dockerlike` for the client `$kind`, and `SCENARIOS`, their
+/// count (the harness needs each file's number of tests to know which one is last).
+#[allow(unused_macros)] // client_containerd.rs has no docker-like scenarios
+macro_rules! dockerlike_scenarios {
+    ($kind:expr; $($name:ident),* $(,)?) => {
+        const SCENARIOS: usize = [$(stringify!($name)),*].len();
+        $(
+            #[test]
+            fn $name() {
+                clients_common::client_test($kind, TESTS, stringify!($name), clients_common::dockerlike::$name);
+            }
+        )*
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use dockerlike_scenarios;
 
 pub mod dockerlike;
 
