@@ -775,6 +775,23 @@ impl TestEnv {
         (id, out)
     }
 
+    /// `create` of a bundle with `process.terminal` through a fresh `--console-socket`: the
+    /// created container's guard and the pty master it sent.
+    #[track_caller]
+    pub fn create_with_console(&self, bundle: &Bundle) -> (Container<'_>, OwnedFd) {
+        let id = self.new_id();
+        let sock = ConsoleSocket::bind(&self.dir.join(format!("console-{id}.sock")));
+        let out = self.create_raw(
+            bundle,
+            &id,
+            &["--console-socket", sock.path().to_str().unwrap()],
+        );
+        out.ok();
+        let c = self.container(&id, &out);
+        let (master, _) = sock.receive_master(CMD_TIMEOUT);
+        (c, master)
+    }
+
     /// Wraps an existing container (created by `out`) in a guard.
     pub fn container(&self, id: &str, out: &CmdOutput) -> Container<'_> {
         self.track(id);

@@ -117,16 +117,7 @@ fn terminal_via_console_socket() {
     let mut b = env.bundle();
     b.set_terminal(true);
     b.set_sh("tty; test -e /dev/console && echo console-exists; echo tty-done; sleep 60");
-    let sock = ConsoleSocket::bind(&env.dir().join("console.sock"));
-    let id = env.new_id();
-    let out = env.create_raw(
-        &b,
-        &id,
-        &["--console-socket", sock.path().to_str().unwrap()],
-    );
-    out.ok();
-    let c = env.container(&id, &out);
-    let (master, _payload) = sock.receive_master(CMD_TIMEOUT);
+    let (c, master) = env.create_with_console(&b);
     c.start();
     let text = read_pty_until(&master, "tty-done", WAIT_TIMEOUT);
     assert!(text.contains("/dev/pts/0"), "tty is /dev/pts/0: {text:?}");

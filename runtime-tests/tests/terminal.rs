@@ -31,16 +31,7 @@ fn console_belongs_to_the_process_user_and_has_the_config_size() {
     b.set_user(1000, 1000, &[]);
     b.config_mut()["process"]["consoleSize"] = json!({"height": 33, "width": 101});
     b.set_sh(&format!("{TTY_REPORT}; sleep 60"));
-    let sock = ConsoleSocket::bind(&env.dir().join("console.sock"));
-    let id = env.new_id();
-    let out = env.create_raw(
-        &b,
-        &id,
-        &["--console-socket", sock.path().to_str().unwrap()],
-    );
-    out.ok();
-    let c = env.container(&id, &out);
-    let (master, _) = sock.receive_master(CMD_TIMEOUT);
+    let (c, master) = env.create_with_console(&b);
     c.start();
     let text = read_pty_until(&master, "report-done", WAIT_TIMEOUT);
     assert_eq!(
