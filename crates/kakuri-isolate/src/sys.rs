@@ -729,11 +729,11 @@ pub fn spawn_program(prog: &Program, stdin: BorrowedFd) -> io::Result<libc::pid_
                 unreachable!("exit_group returned")
             };
             let fd = stdin.as_raw_fd();
-            // SAFETY (all blocks below): raw system calls on descriptors and NUL-terminated
-            // strings of this (copied) address space, prepared before the fork.
             let r = if fd == 0 {
+                // SAFETY: fcntl on descriptor 0 with integer arguments.
                 unsafe { libc::syscall(libc::SYS_fcntl, 0, libc::F_SETFD, 0) }
             } else {
+                // SAFETY: dup3 of a descriptor the caller lent us onto 0, integer arguments.
                 unsafe { libc::syscall(libc::SYS_dup3, fd, 0, 0) }
             };
             if r < 0 {
@@ -743,10 +743,14 @@ pub fn spawn_program(prog: &Program, stdin: BorrowedFd) -> io::Result<libc::pid_
                 fail(2);
             }
             if let Some(cwd) = &prog.cwd {
+                // SAFETY: a NUL-terminated path of this (copied) address space, made before
+                // the fork.
                 if unsafe { libc::syscall(libc::SYS_chdir, cwd.as_ptr()) } < 0 {
                     fail(3);
                 }
             }
+            // SAFETY: path, argv and envp are NUL-terminated strings and NULL-terminated
+            // pointer arrays built before the fork; execve only returns on error.
             unsafe {
                 libc::syscall(
                     libc::SYS_execve,
