@@ -55,6 +55,9 @@ pub enum Kind {
     /// directory.
     PodmanRootless,
     Docker,
+    /// containerd with its CRI plugin on, driven as a kubelet drives it (client_cri.rs):
+    /// RuntimeClass handlers `kakuri` and `runc`, CNI bridge networking.
+    Cri,
 }
 
 /// The user [`Kind::PodmanRootless`] runs podman as.
@@ -69,6 +72,7 @@ impl Kind {
             Kind::Podman => "podman",
             Kind::PodmanRootless => "podman-rootless",
             Kind::Docker => "docker",
+            Kind::Cri => "cri",
         }
     }
 
@@ -83,6 +87,7 @@ impl Kind {
             Kind::Podman => "podman",
             Kind::PodmanRootless => "podman-rl",
             Kind::Docker => "docker",
+            Kind::Cri => "cri",
         }
     }
 
@@ -93,6 +98,14 @@ impl Kind {
             Kind::Podman => &["podman", "conmon", "script"],
             Kind::PodmanRootless => &["podman", "conmon", "script", "newuidmap", "newgidmap"],
             Kind::Docker => &["dockerd", "containerd", "containerd-shim-runc-v2", "script"],
+            Kind::Cri => &[
+                "containerd",
+                "ctr",
+                "containerd-shim-runc-v2",
+                "runc",
+                "cc",
+                "ip",
+            ],
         }
     }
 
@@ -116,7 +129,7 @@ impl Kind {
 
     fn fixed_shared_paths(self) -> &'static [&'static str] {
         match self {
-            Kind::Containerd => &["/run/containerd/s", "/run/containerd"],
+            Kind::Containerd | Kind::Cri => &["/run/containerd/s", "/run/containerd"],
             Kind::Docker => &[
                 "/run/containerd/s",
                 "/run/containerd",
@@ -137,6 +150,13 @@ impl Kind {
         }
     }
 }
+
+/// Where Debian's containernetworking-plugins puts the CNI plugins, and the ones the CRI suite
+/// configures.
+pub const CNI_BIN_DIR: &str = "/usr/lib/cni";
+pub const CNI_PLUGINS: &[&str] = &["bridge", "host-local", "loopback"];
+/// The sandbox image of the CRI suite (runtime-tests/clients/build-pause-image).
+pub const PAUSE_IMAGE: &str = "registry.k8s.io/pause:kakuri";
 
 /// Image name every client knows the test image by.
 pub const IMAGE: &str = "localhost/kakuri-busybox:latest";
@@ -196,6 +216,20 @@ fn unmet_prerequisite(kind: Kind) -> Option<String> {
             "{} not installed (run runtime-tests/clients/setup)",
             missing.join(", ")
         ));
+    }
+    if kind == Kind::Cri {
+        let missing: Vec<&str> = CNI_PLUGINS
+            .iter()
+            .copied()
+            .filter(|p| !is_executable(&Path::new(CNI_BIN_DIR).join(p)))
+            .collect();
+        if !missing.is_empty() {
+            return Some(format!(
+                "CNI plugins {} missing in {CNI_BIN_DIR} (run runtime-tests/clients/setup: \
+                 containernetworking-plugins)",
+                missing.join(", ")
+            ));
+        }
     }
     if kind == Kind::PodmanRootless
         && !Command::new("id")
@@ -536,6 +570,10 @@ pub struct Harness {
     pub cgroup_parent: String,
     /// Built test image: `rootfs/`, `rootfs.tar`, `oci-image.tar`.
     pub image_dir: PathBuf,
+    /// [`Kind::Cri`]: the CNI bridge of this run (unique name, removed at teardown) and its
+    /// private IPv4 /24, unused elsewhere on the host.
+    pub cni_bridge: String,
+    pub cni_subnet: String,
     total: usize,
     finished: AtomicUsize,
     names: AtomicUsize,
@@ -612,8 +650,14 @@ impl Harness {
             .into_iter()
             .filter(|p| fs::symlink_metadata(p).is_err())
             .collect();
+        let (cni_bridge, cni_subnet) = if kind == Kind::Cri {
+            cni_network(&suffix)?
+        } else {
+            (String::new(), String::new())
+        };
         let env = format!(
-            "KIND={}\nCGROUP_PARENT={cgroup_parent}\nKAKURI='{}'\nABSENT='{}'\nRUN_USER='{}'\n",
+            "KIND={}\nCGROUP_PARENT={cgroup_parent}\nKAKURI='{}'\nABSENT='{}'\nRUN_USER='{}'\n\
+             CNI_BRIDGE='{cni_bridge}'\n",
             kind.name(),
             kakuri.display(),
             absent.join(" "),
@@ -631,6 +675,8 @@ impl Harness {
             suffix,
             kakuri,
             cgroup_parent,
+            cni_bridge,
+            cni_subnet,
             total,
             finished: AtomicUsize::new(0),
             names: AtomicUsize::new(0),
@@ -656,6 +702,7 @@ impl Harness {
         }
         match kind {
             Kind::Containerd => h.start_containerd()?,
+            Kind::Cri => h.start_cri()?,
             Kind::Docker => {
                 h.start_containerd()?;
                 h.start_dockerd()?;
@@ -821,6 +868,84 @@ impl Harness {
             }
         }
         Ok(())
+    }
+
+    // ---------------------------------------------------------------- containerd CRI
+
+    /// containerd with the CRI plugin (templates/containerd-k8s.toml), a CNI bridge network
+    /// in the run's directory, and the busybox and pause images imported into `k8s.io`, the
+    /// namespace the CRI plugin uses.
+    fn start_cri(&self) -> Result<(), String> {
+        let built = run_cmd(
+            {
+                let mut c = Command::new("bash");
+                c.arg(clients_dir().join("build-pause-image"))
+                    .arg(&self.image_dir)
+                    .arg(PAUSE_IMAGE);
+                c
+            },
+            None,
+            Duration::from_secs(60),
+        );
+        if built.code != Some(0) {
+            return Err(format!("building the pause image: {}", built.describe()));
+        }
+        let cni_conf = self.dir.join("cni/net.d");
+        fs::create_dir_all(&cni_conf).map_err(|e| format!("{}: {e}", cni_conf.display()))?;
+        write(&cni_conf.join("10-kakuri.conflist"), &self.cni_conflist())?;
+        let cfg = self.dir.join("containerd.toml");
+        write(
+            &cfg,
+            &self
+                .template("containerd-k8s.toml")?
+                .replace("@PAUSE_IMAGE@", PAUSE_IMAGE)
+                .replace("@CNI_CONF@", &cni_conf.to_string_lossy()),
+        )?;
+        let mut cmd = Command::new("containerd");
+        cmd.arg("--config").arg(&cfg);
+        let pid = self.spawn_daemon("containerd", cmd)?;
+        let sock = self.containerd_sock();
+        self.wait_for("containerd", pid, "containerd.log", || {
+            sock.exists()
+                && self
+                    .ctr_bare()
+                    .arg("version")
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+        })?;
+        for archive in ["oci-image.tar", "pause-image.tar"] {
+            let mut c = self.ctr_bare();
+            c.args(["--namespace", "k8s.io", "images", "import"])
+                .arg(self.image_dir.join(archive));
+            let out = run_cmd(c, None, Duration::from_secs(60));
+            if out.code != Some(0) {
+                return Err(format!("ctr images import {archive}: {}", out.describe()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The CNI network of [`Kind::Cri`]: a bridge without an address on the host (pods reach
+    /// each other on it and nothing else: no gateway, no masquerading, no default route) and
+    /// host-local IPAM with its state in the run's directory.
+    fn cni_conflist(&self) -> String {
+        serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": format!("kakuri-{}", self.suffix),
+            "plugins": [{
+                "type": "bridge",
+                "bridge": self.cni_bridge,
+                "isGateway": false,
+                "ipMasq": false,
+                "hairpinMode": true,
+                "ipam": {
+                    "type": "host-local",
+                    "dataDir": self.dir.join("cni/ipam"),
+                    "ranges": [[{ "subnet": self.cni_subnet }]],
+                },
+            }],
+        })
+        .to_string()
     }
 
     fn ctr_bare(&self) -> Command {
@@ -1037,7 +1162,9 @@ impl Harness {
         match self.kind {
             Kind::Docker => self.docker(),
             Kind::Podman | Kind::PodmanRootless => self.podman(),
-            Kind::Containerd => panic!("cli() is for docker and podman; use ctr()"),
+            Kind::Containerd | Kind::Cri => {
+                panic!("cli() is for docker and podman; use ctr() or the CRI client")
+            }
         }
     }
 
@@ -1059,7 +1186,7 @@ impl Harness {
             }
             // Rootless on cgroup v1: podman asks for no cgroup at all.
             Kind::PodmanRootless => {}
-            Kind::Containerd => unreachable!("cli() already refused containerd"),
+            Kind::Containerd | Kind::Cri => unreachable!("cli() already refused containerd"),
         }
         c.args(["--network", "none"]).args(args);
         c
@@ -1074,6 +1201,8 @@ impl Harness {
         match self.kind {
             Kind::Docker => self.dir.join("docker-exec/runtime-runc"),
             Kind::Containerd => self.dir.join("runtime-root"),
+            // The `Root` option of the `kakuri` handler in templates/containerd-k8s.toml.
+            Kind::Cri => self.dir.join("kakuri-root"),
             Kind::Podman => Path::new("/run").join(self.kakuri.file_name().unwrap_or_default()),
             // The runtime's rootless default: $XDG_RUNTIME_DIR/<binary name>.
             Kind::PodmanRootless => self
@@ -1095,6 +1224,33 @@ impl Harness {
         let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(options).ok()?).ok()?;
         v["binary_name"].as_str().map(str::to_string)
     }
+}
+
+/// A bridge name (at most 15 bytes) and a private /24 for one CRI run: `10.234.N.0/24` with the
+/// first N (from the run's suffix) that no route or address on the host uses yet.
+fn cni_network(suffix: &str) -> Result<(String, String), String> {
+    let hash = suffix
+        .bytes()
+        .fold(5381u32, |h, b| h.wrapping_mul(33) ^ u32::from(b));
+    let bridge = format!("kkcri{:06x}", hash & 0xff_ffff);
+    let routes = Command::new("ip")
+        .args(["-4", "route", "show", "table", "all"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .map_err(|e| format!("ip route: {e}"))?;
+    let addrs = Command::new("ip")
+        .args(["-4", "-o", "addr", "show"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .map_err(|e| format!("ip addr: {e}"))?;
+    for i in 0..250u32 {
+        let n = (hash >> 8).wrapping_add(i) % 250 + 1;
+        let prefix = format!("10.234.{n}.");
+        if !routes.contains(&prefix) && !addrs.contains(&prefix) && !routes.contains("10.234.0.0") {
+            return Ok((bridge, format!("10.234.{n}.0/24")));
+        }
+    }
+    Err("no free 10.234.N.0/24 subnet for the CNI bridge".into())
 }
 
 /// On a machine whose bounding set lacks CAP_SYS_RESOURCE podman's default nofile/nproc
