@@ -61,6 +61,11 @@ fn test(name: &str, scenario: impl Fn(&Harness, &Cri, &str, &mut Observed)) {
             scenario(h, cri, handler, &mut obs);
             seen.push((handler, obs));
         }
+        if std::env::var_os("KAKURI_CRI_SHOW").is_some() {
+            for (handler, obs) in &seen {
+                clients_common::note(&format!("{name} [{handler}]: {obs:#?}"));
+            }
+        }
         let (k, r) = (&seen[0], &seen[1]);
         let differ: Vec<String> =
             k.1.keys()
@@ -625,11 +630,16 @@ fn kubelet_pod_lifecycle() {
             "sandbox still listed after RemovePodSandbox"
         );
         assert!(!root.exists(), "{handler} state left in {}", root.display());
-        for c in [pod_cgroup.as_str()] {
-            let dir = PathBuf::from("/sys/fs/cgroup/memory")
-                .join(c.trim_start_matches('/'))
-                .join(&id);
-            assert!(!dir.exists(), "container cgroup {} left", dir.display());
+        // The runtime removed the container's and the sandbox's cgroups (the pod's own
+        // cgroup is the kubelet's to remove, as with runc).
+        for controller in ["memory", "cpu", "pids"] {
+            let pod_dir = PathBuf::from("/sys/fs/cgroup")
+                .join(controller)
+                .join(pod_cgroup.trim_start_matches('/'));
+            for leaf in [&id, &pod.id] {
+                let dir = pod_dir.join(leaf);
+                assert!(!dir.exists(), "cgroup {} left ({handler})", dir.display());
+            }
         }
     });
 }
