@@ -67,20 +67,20 @@ fn test(name: &str, scenario: impl Fn(&Harness, &Cri, &str, &mut Observed)) {
             }
         }
         let (k, r) = (&seen[0], &seen[1]);
-        let differ: Vec<String> =
-            k.1.keys()
-                .chain(r.1.keys())
-                .filter(|key| k.1.get(*key) != r.1.get(*key))
-                .map(|key| {
-                    format!(
-                        "  {key}: {}={:?} {}={:?}",
-                        k.0,
-                        k.1.get(key),
-                        r.0,
-                        r.1.get(key)
-                    )
-                })
-                .collect();
+        let keys: std::collections::BTreeSet<&String> = k.1.keys().chain(r.1.keys()).collect();
+        let differ: Vec<String> = keys
+            .into_iter()
+            .filter(|key| k.1.get(*key) != r.1.get(*key))
+            .map(|key| {
+                format!(
+                    "  {key}: {}={:?} {}={:?}",
+                    k.0,
+                    k.1.get(key),
+                    r.0,
+                    r.1.get(key)
+                )
+            })
+            .collect();
         assert!(
             differ.is_empty(),
             "{name}: the handlers differ:\n{}",
@@ -209,6 +209,20 @@ impl<'a> Pod<'a> {
         )
         .status
         .unwrap_or_default()
+    }
+
+    /// The pause process on the host (from the verbose sandbox status).
+    fn sandbox_pid(&self) -> u32 {
+        let v = ok(
+            "PodSandboxStatus verbose",
+            self.cri.pod_sandbox_status(&self.id, true),
+        );
+        let info: serde_json::Value =
+            serde_json::from_str(v.info.get("info").map(String::as_str).unwrap_or("{}"))
+                .unwrap_or_default();
+        info["pid"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no sandbox pid in {info}")) as u32
     }
 
     fn ip(&self) -> String {
@@ -512,7 +526,10 @@ fn kubelet_pod_lifecycle() {
         assert_eq!(s.state, CONTAINER_RUNNING, "{s:?}");
         assert!(s.started_at > 0, "{s:?}");
         pod.wait_log("app", "to-stderr");
-        let log = pod.log("app");
+        let mut log = pod.log("app");
+        // stdout and stderr are separate pipes, copied to the log independently: their
+        // relative order is not the runtime's.
+        log.sort();
         record(obs, "log", format!("{log:?}"));
         assert!(
             log.contains(&("stdout".into(), "started".into()))
@@ -523,12 +540,17 @@ fn kubelet_pod_lifecycle() {
         // Cgroups as the kubelet asked: the pod's cgroup under kubepods, each container below.
         let pid = pod.pid(&id);
         let pod_cgroup = format!("/{}/kubepods/burstable/pod{}", h.cgroup_parent, pod.uid);
+        let sandbox_pid = pod.sandbox_pid();
         for controller in ["memory", "cpu", "pids"] {
-            let path = cgroup_path(pid, controller);
             assert_eq!(
-                path,
+                cgroup_path(pid, controller),
                 format!("{pod_cgroup}/{id}"),
                 "{controller} cgroup of the container ({handler})"
+            );
+            assert_eq!(
+                cgroup_path(sandbox_pid, controller),
+                format!("{pod_cgroup}/{}", pod.id),
+                "{controller} cgroup of the sandbox ({handler})"
             );
         }
         let cpu = cgroup_dir(pid, "cpu");
@@ -864,22 +886,11 @@ fn shared_namespaces_and_init_container() {
             assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"), "{s:?}");
             pod.wait_log("init", "init-ran");
 
-            let a = pod.run_sh("a", "mkfifo /tmp/f 2>/dev/null; exec sleep 1000");
+            let a = pod.run_sh("a", "exec sleep 1000");
             let b = pod.run_sh("b", "exec sleep 1000");
             let pa = pod.pid(&a);
             let pb = pod.pid(&b);
-            let sandbox_pid = {
-                let v = ok(
-                    "PodSandboxStatus verbose",
-                    cri.pod_sandbox_status(&pod.id, true),
-                );
-                let info: serde_json::Value =
-                    serde_json::from_str(v.info.get("info").map(String::as_str).unwrap_or("{}"))
-                        .unwrap_or_default();
-                info["pid"]
-                    .as_u64()
-                    .unwrap_or_else(|| panic!("no sandbox pid in {info}")) as u32
-            };
+            let sandbox_pid = pod.sandbox_pid();
             let ns = |pid: u32, n: &str| fs::read_link(format!("/proc/{pid}/ns/{n}")).ok();
             for n in ["net", "ipc", "uts"] {
                 assert_eq!(
