@@ -130,6 +130,64 @@ pub(crate) fn check_preserve_fds(n: u32) -> Result<(), Error> {
     Ok(())
 }
 
+/// `RDTGROUP_SUPER_MAGIC` of `<linux/magic.h>`: the resctrl filesystem.
+const RESCTRL_MAGIC: i64 = 0x0765_5821;
+
+/// Whether the resctrl filesystem (Intel RDT / AMD QoS) is mounted at /sys/fs/resctrl.
+pub fn resctrl_mounted() -> bool {
+    nix::sys::statfs::statfs("/sys/fs/resctrl")
+        .is_ok_and(|s| s.filesystem_type().0 == RESCTRL_MAGIC)
+}
+
+/// Fields of runtime-spec 1.3 that kakuri does not apply, refused by name with the reason
+/// rather than ignored. Checked before anything is made.
+pub(crate) fn refuse_unsupported(spec: &oci::Spec) -> Result<(), String> {
+    for (field, present) in [
+        ("windows", spec.windows().is_some()),
+        ("solaris", spec.solaris().is_some()),
+        ("vm", spec.vm().is_some()),
+        ("zos", spec.zos().is_some()),
+    ] {
+        if present {
+            return Err(format!(
+                "{field}: a section for another platform; kakuri runs Linux containers only"
+            ));
+        }
+    }
+    if let Some(p) = spec.process() {
+        if p.user()
+            .username()
+            .as_deref()
+            .is_some_and(|u| !u.is_empty())
+        {
+            return Err(
+                "process.user.username: Windows only; give process.user.uid and gid".into(),
+            );
+        }
+        if p.command_line().as_deref().is_some_and(|c| !c.is_empty()) {
+            return Err("process.commandLine: Windows only; give process.args".into());
+        }
+    }
+    let Some(linux) = spec.linux() else {
+        return Ok(());
+    };
+    if linux.intel_rdt().is_some() {
+        return Err(if resctrl_mounted() {
+            "linux.intelRdt: resctrl is mounted, but kakuri does not manage resctrl groups".into()
+        } else {
+            "linux.intelRdt: resctrl is not mounted at /sys/fs/resctrl (Intel RDT needs the resctrl filesystem and a CPU with RDT)".into()
+        });
+    }
+    if let Some(l) = linux.mount_label().as_deref().filter(|l| !l.is_empty()) {
+        if !kakuri_isolate::lsm::selinux_enabled() {
+            return Err(format!(
+                "linux.mountLabel: SELinux is disabled or not supported on this host, the label {l:?} cannot be applied"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A create in progress: what to undo if it fails.
 struct Undo<'a> {
     dir: Option<ContainerDir>,
@@ -209,11 +267,13 @@ struct Parent<'a> {
     state: &'a State,
     cgroup: &'a Manager,
     hooks: Option<&'a oci::Hooks>,
+    net_devices: &'a [kakuri_isolate::netdev::NetDevice],
 }
 
 impl ParentSteps for Parent<'_> {
     fn placed(&mut self, pid: i32) -> Result<(), String> {
-        self.cgroup.add_task(pid).map_err(|e| e.to_string())
+        self.cgroup.add_task(pid).map_err(|e| e.to_string())?;
+        kakuri_isolate::netdev::move_into(pid, self.net_devices)
     }
 
     fn create_runtime(&mut self, pid: i32) -> Result<(), String> {
@@ -345,6 +405,7 @@ impl Runtime {
             .process()
             .as_ref()
             .ok_or_else(|| Error::msg("process: a container needs a process to run"))?;
+        refuse_unsupported(spec).map_err(Error::msg)?;
         let mut proc_plan = ProcessPlan::from_spec(process).map_err(Error::msg)?;
         kakuri_isolate::lsm::check_available(
             proc_plan.apparmor_profile.as_deref(),
@@ -363,6 +424,9 @@ impl Runtime {
         }
         let empty = oci::Linux::default();
         let linux = spec.linux().as_ref().unwrap_or(&empty);
+        proc_plan
+            .set_linux(linux.personality().as_ref(), linux.memory_policy().as_ref())
+            .map_err(Error::msg)?;
         let seccomp = match linux.seccomp() {
             Some(s) => Some(kakuri_seccomp::compile(s).map_err(|e| Error::msg(e.to_string()))?),
             None => None,
@@ -449,6 +513,18 @@ impl Runtime {
                 log::warn!("config.json has both a userns path to join and a matching userns mapping specified -- you may only provide one");
             }
         }
+        let has_netns = ns.clone_flags & libc::CLONE_NEWNET != 0
+            || joins
+                .iter()
+                .any(|j| j.1 == libc::CLONE_NEWNET && !same_ns(&j.2, "net"));
+        // SAFETY: geteuid cannot fail.
+        let rootless_euid = unsafe { libc::geteuid() } != 0;
+        let net_devices = kakuri_isolate::netdev::plan(
+            linux.net_devices().as_ref().unwrap_or(&HashMap::new()),
+            has_netns,
+            rootless_euid,
+        )
+        .map_err(Error::msg)?;
         joins.sort_by_key(|j| j.0);
         ns.join = joins.into_iter().map(|(_, f, p)| (f, p)).collect();
         // Without a mount namespace of its own the container's mounts are made in kakuri's
@@ -477,6 +553,20 @@ impl Runtime {
         }
         if shared_mountns {
             rootfs::refuse_root_mounts(&mounts).map_err(Error::msg)?;
+        }
+        // linux.mountLabel (refused above where SELinux is off): the SELinux context of the
+        // filesystems mounted for the container, as runc gives it (tmpfs, devpts, mqueue).
+        if let Some(l) = linux.mount_label().as_deref().filter(|l| !l.is_empty()) {
+            for m in mounts.iter_mut().filter(|m| {
+                !m.options.is_bind() && matches!(m.fstype.as_str(), "tmpfs" | "devpts" | "mqueue")
+            }) {
+                let ctx = format!("context=\"{l}\"");
+                m.options.data = if m.options.data.is_empty() {
+                    ctx
+                } else {
+                    format!("{},{ctx}", m.options.data)
+                };
+            }
         }
         let dev_is_bind = mounts
             .iter()
@@ -552,6 +642,8 @@ impl Runtime {
             seccomp: linux.seccomp().clone(),
             rootfs_mount_holder: None,
             shared_cgroup: false,
+            personality: linux.personality().clone(),
+            memory_policy: linux.memory_policy().clone(),
         };
         // As runc: a frozen cgroup would stop the init the moment it joins, and create would
         // wait for it for ever.
@@ -745,6 +837,7 @@ impl Runtime {
             state: &st,
             cgroup: &cgroup,
             hooks: hooks.as_ref(),
+            net_devices: &net_devices,
         };
         // Nothing in the container may open this process's /proc/<pid>/exe (the kakuri binary)
         // or its fds (it is visible there when the container shares the host pid namespace).

@@ -85,6 +85,12 @@ pub struct State {
     /// to its other processes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shared_cgroup: bool,
+    /// `linux.personality`, applied to exec'd processes too (as runc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personality: Option<oci::LinuxPersonality>,
+    /// `linux.memoryPolicy`, applied to exec'd processes too (as runc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_policy: Option<oci::LinuxMemoryPolicy>,
 }
 
 pub const STATE_FILE: &str = "state.json";

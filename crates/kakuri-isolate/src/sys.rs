@@ -480,6 +480,30 @@ pub fn sched_setattr(attr: &SchedAttr) -> io::Result<()> {
     cvt(unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &a as *const SchedAttr, 0) }).map(|_| ())
 }
 
+/// `set_mempolicy(mode, nodemask, maxnode)` for the calling thread (the whole process: it is
+/// single-threaded here).
+pub fn set_mempolicy(mode: libc::c_int, nodemask: &[u64]) -> io::Result<()> {
+    let ptr = if nodemask.is_empty() {
+        std::ptr::null()
+    } else {
+        nodemask.as_ptr()
+    };
+    // The kernel reads maxnode - 1 bits (as numactl passes it).
+    let maxnode = nodemask.len() as libc::c_ulong * 64 + 1;
+    // SAFETY: `ptr` is null or points to `nodemask`, which holds the maxnode - 1 bits read.
+    cvt(unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, ptr, maxnode) }).map(|_| ())
+}
+
+/// `personality(persona)` for the calling process.
+pub fn personality(persona: libc::c_ulong) -> io::Result<()> {
+    // SAFETY: personality takes a plain value; it returns the previous persona or -1.
+    let r = unsafe { libc::personality(persona) };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `ioprio_set(IOPRIO_WHO_PROCESS, 0, ioprio)` for the calling process.
 pub fn ioprio_set(ioprio: i32) -> io::Result<()> {
     const IOPRIO_WHO_PROCESS: libc::c_int = 1;
