@@ -5,6 +5,7 @@
 //! the init alive, is the exec fifo still there, is the cgroup frozen), so the state file is
 //! written once, by `create`.
 
+pub mod check;
 pub mod create;
 pub mod events;
 pub mod exec;
