@@ -372,3 +372,50 @@ fn requested_features_the_host_lacks() {
     );
     env.finish();
 }
+
+/// In the pure cgroup v2 guest: `check` says "v2" with the root's controllers, and the
+/// v1-only resources a config asks for are named in a warning (runc leaves them unapplied
+/// silently there).
+#[test]
+fn v2_guest_layout_and_v1_only_fields_warned() {
+    let env = TestEnv::new();
+    if let Err(why) = kakuri_runtime_tests::vm::available() {
+        eprintln!("SKIP v2_guest_layout_and_v1_only_fields_warned: {why}");
+        env.finish();
+        return;
+    }
+    let mut b = env.bundle();
+    b.set(
+        "/linux/resources/memory",
+        json!({"swappiness": 10, "limit": 67108864}),
+    );
+    b.set_args(&["true"]);
+    b.write();
+    let id = env.new_id();
+    let bin = runtime_bin().display().to_string();
+    // The state root in the guest's own /run (9p, the work dir, has no FIFOs).
+    let root = Path::new("/run").join(format!("kakuri-{id}"));
+    let script = format!(
+        "{bin} check --format json > check.json; \
+         {bin} --root {} run --bundle {} {id} > run.out 2> run.err; echo $? > run.rc",
+        root.display(),
+        b.dir().display()
+    );
+    let out = kakuri_runtime_tests::vm::v2guest(&["sh", "-c", &script], Some(env.dir()))
+        .expect("v2guest");
+    assert!(out.status.success(), "guest: {out:?}");
+    let read = |f: &str| std::fs::read_to_string(env.dir().join(f)).unwrap_or_default();
+    let v: Value = serde_json::from_str(&read("check.json")).expect("check.json");
+    assert_eq!(v["host"]["cgroup"]["layout"], json!("v2"), "{v:#}");
+    let ctl = v["host"]["cgroup"]["v2_controllers"].as_array().unwrap();
+    assert!(ctl.iter().any(|c| c == "memory"), "{v:#}");
+    assert_eq!(read("run.rc").trim(), "0", "{}", read("run.err"));
+    assert!(
+        read("run.err").contains(
+            "linux.resources.memory.swappiness: cgroup v2 has no interface for it; not applied"
+        ),
+        "{}",
+        read("run.err")
+    );
+    env.finish();
+}

@@ -356,3 +356,43 @@ fn other_platforms_and_windows_fields_refused() {
     }
     env.finish();
 }
+
+#[test]
+fn tmpcopyup_copies_the_covered_directory() {
+    let env = TestEnv::new();
+    let mut b = env.bundle();
+    let data = b.rootfs().join("opt/data");
+    std::fs::create_dir_all(data.join("sub")).unwrap();
+    std::fs::write(data.join("a.txt"), "alpha\n").unwrap();
+    std::fs::write(data.join("sub/b.txt"), "beta\n").unwrap();
+    std::os::unix::fs::symlink("a.txt", data.join("link")).unwrap();
+    std::os::unix::fs::chown(data.join("sub/b.txt"), Some(1234), Some(5678)).unwrap();
+    std::fs::set_permissions(
+        data.join("sub"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o750),
+    )
+    .unwrap();
+    b.add_mount(
+        json!({"destination": "/opt/data", "type": "tmpfs", "source": "tmpfs",
+        "options": ["nosuid", "nodev", "tmpcopyup"]}),
+    );
+    b.set_sh(
+        "grep -c ' /opt/data tmpfs ' /proc/mounts; cat /opt/data/a.txt /opt/data/sub/b.txt; \
+         readlink /opt/data/link; stat -c '%u:%g' /opt/data/sub/b.txt; stat -c '%a' /opt/data/sub; \
+         echo new > /opt/data/new.txt",
+    );
+    assert_eq!(run_ok(&env, &b), "1\nalpha\nbeta\na.txt\n1234:5678\n750\n");
+    // The copy was written to the tmpfs, not the rootfs.
+    assert!(!data.join("new.txt").exists());
+    // Without tmpcopyup the tmpfs starts empty.
+    let mut b = env.bundle();
+    std::fs::create_dir_all(b.rootfs().join("opt/data")).unwrap();
+    std::fs::write(b.rootfs().join("opt/data/a.txt"), "alpha\n").unwrap();
+    b.add_mount(
+        json!({"destination": "/opt/data", "type": "tmpfs", "source": "tmpfs",
+        "options": ["nosuid", "nodev"]}),
+    );
+    b.set_sh("ls -A /opt/data | wc -l");
+    assert_eq!(run_ok(&env, &b).trim(), "0");
+    env.finish();
+}

@@ -188,6 +188,37 @@ pub(crate) fn refuse_unsupported(spec: &oci::Spec) -> Result<(), String> {
     Ok(())
 }
 
+/// Resources with no cgroup v2 interface: runc leaves them unapplied on v2 without a word;
+/// kakuri leaves them unapplied too (refusing would break configs runc runs) but says so,
+/// naming each field.
+fn warn_v1_only(r: &oci::LinuxResources) {
+    let mut fields = Vec::new();
+    if let Some(m) = r.memory() {
+        for (name, set) in [
+            ("memory.kernel", m.kernel().is_some()),
+            ("memory.kernelTCP", m.kernel_tcp().is_some()),
+            ("memory.swappiness", m.swappiness().is_some()),
+            ("memory.disableOOMKiller", m.disable_oom_killer().is_some()),
+            ("memory.useHierarchy", m.use_hierarchy().is_some()),
+        ] {
+            if set {
+                fields.push(name);
+            }
+        }
+    }
+    if let Some(n) = r.network() {
+        if n.class_id().is_some() {
+            fields.push("network.classID");
+        }
+        if n.priorities().as_ref().is_some_and(|p| !p.is_empty()) {
+            fields.push("network.priorities");
+        }
+    }
+    for f in fields {
+        log::warn!("linux.resources.{f}: cgroup v2 has no interface for it; not applied");
+    }
+}
+
 /// A create in progress: what to undo if it fails.
 struct Undo<'a> {
     dir: Option<ContainerDir>,
@@ -620,6 +651,12 @@ impl Runtime {
             self.systemd_cgroup,
         )
         .map_err(|e| Error::msg(e.to_string()))?;
+
+        if cgroup.mode() == kakuri_cgroups::Mode::V2 {
+            if let Some(r) = linux.resources() {
+                warn_v1_only(r);
+            }
+        }
 
         let owner = String::new();
         let annotations: HashMap<String, String> = spec.annotations().clone().unwrap_or_default();
