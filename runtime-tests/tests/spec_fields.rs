@@ -185,6 +185,12 @@ fn net_devices_moved_and_renamed() {
     let env = TestEnv::new();
     let link = HostLink::new("a");
     let kept = HostLink::new("b");
+    // A permanent global address goes along (runc main re-adds it after the move).
+    let st = Command::new("ip")
+        .args(["addr", "add", "10.213.7.2/24", "dev", &link.0])
+        .status()
+        .expect("ip addr add");
+    assert!(st.success());
     let mut b = env.bundle();
     b.add_namespace("network", None);
     b.set(
@@ -206,6 +212,26 @@ fn net_devices_moved_and_renamed() {
     assert!(names.contains(&"ctr0"), "{}", out.stdout);
     assert!(names.contains(&kept.0.as_str()), "{}", out.stdout);
     assert!(!names.contains(&link.0.as_str()), "{}", out.stdout);
+    // Set up inside (as runc main), with its address.
+    let ctr0 = out.stdout.lines().find(|l| l.contains(": ctr0@")).unwrap();
+    assert!(ctr0.contains(",UP,") || ctr0.contains(",UP>"), "{ctr0}");
+    let out = env.run(&[
+        "exec",
+        c.id(),
+        "ip",
+        "-o",
+        "-4",
+        "addr",
+        "show",
+        "dev",
+        "ctr0",
+    ]);
+    out.ok();
+    assert!(
+        out.stdout.contains("inet 10.213.7.2/24 brd 10.213.7.255 "),
+        "{}",
+        out.stdout
+    );
     // The peers stayed on the host.
     let peer = |n: &str| std::path::Path::new("/sys/class/net").join(n).exists();
     assert!(peer(&link.1) && peer(&kept.1));

@@ -90,7 +90,10 @@ fn index_of(name: &str) -> io::Result<u32> {
     Ok(i)
 }
 
-/// Move each device into the network namespace of process `pid` (host pid), renamed.
+/// Move each device into the network namespace of process `pid` (host pid), renamed, as
+/// runc main does: the link is set down, moved and renamed in one request, its permanent
+/// global addresses (which the move flushes) are added again in the container's namespace,
+/// and it is set up there.
 pub fn move_into(pid: i32, devs: &[NetDevice]) -> Result<(), String> {
     if devs.is_empty() {
         return Ok(());
@@ -103,27 +106,102 @@ pub fn move_into(pid: i32, devs: &[NetDevice]) -> Result<(), String> {
     })?;
     let sock = route_socket()
         .map_err(|e| format!("linux.netDevices: netlink socket: {}", os_error(&e)))?;
-    for (seq, d) in devs.iter().enumerate() {
+    let mut seq = 0u32;
+    let mut next = || {
+        seq += 1;
+        seq
+    };
+    let mut readd: Vec<(&NetDevice, Vec<Addr>)> = Vec::new();
+    for d in devs {
         let field = format!("linux.netDevices[{:?}]", d.host_name);
-        let index = index_of(&d.host_name).map_err(|e| {
-            format!(
-                "{field}: no device {:?} on the host: {}",
-                d.host_name,
-                os_error(&e)
+        let fail = |what: &str, e: io::Error| format!("{field}: {what}: {}", os_error(&e));
+        let index = index_of(&d.host_name)
+            .map_err(|e| fail(&format!("no device {:?} on the host", d.host_name), e))?;
+        let addrs = addresses(&sock, next(), index).map_err(|e| fail("list its addresses", e))?;
+        request(&sock, &setlink(next(), index, false)).map_err(|e| fail("set it down", e))?;
+        request(&sock, &newlink_move(next(), index, &d.name, ns.as_raw_fd())).map_err(|e| {
+            fail(
+                &format!(
+                    "move {:?} into the container's network namespace as {:?}",
+                    d.host_name, d.name
+                ),
+                e,
             )
         })?;
-        let msg = newlink_move(seq as u32 + 1, index, &d.name, ns.as_raw_fd());
-        request(&sock, &msg).map_err(|e| {
-            format!(
-                "{field}: move {:?} into the container's network namespace as {:?}: {}",
-                d.host_name,
-                d.name,
-                os_error(&e)
-            )
-        })?;
+        readd.push((d, addrs));
     }
-    Ok(())
+    // The rest is done from inside the container's namespace (a netlink socket belongs to the
+    // namespace it was made in), and the runtime goes back to its own at once.
+    let own = std::fs::File::open("/proc/self/ns/net")
+        .map_err(|e| format!("linux.netDevices: open /proc/self/ns/net: {}", os_error(&e)))?;
+    crate::sys::setns(std::os::fd::AsFd::as_fd(&ns), libc::CLONE_NEWNET)
+        .map_err(|e| format!("linux.netDevices: setns: {}", os_error(&e)))?;
+    let r = (|| {
+        let inner = route_socket()
+            .map_err(|e| format!("linux.netDevices: netlink socket: {}", os_error(&e)))?;
+        for (d, addrs) in &readd {
+            let field = format!("linux.netDevices[{:?}]", d.host_name);
+            let fail = |what: &str, e: io::Error| format!("{field}: {what}: {}", os_error(&e));
+            let index = index_of(&d.name)
+                .map_err(|e| fail(&format!("{:?} in the container", d.name), e))?;
+            for a in addrs {
+                request(&inner, &a.newaddr(next(), index))
+                    .map_err(|e| fail(&format!("add address {}", a.show()), e))?;
+            }
+            request(&inner, &setlink(next(), index, true))
+                .map_err(|e| fail(&format!("set {:?} up", d.name), e))?;
+        }
+        Ok(())
+    })();
+    crate::sys::setns(std::os::fd::AsFd::as_fd(&own), libc::CLONE_NEWNET).map_err(|e| {
+        format!(
+            "linux.netDevices: return to the runtime's network namespace: {}",
+            os_error(&e)
+        )
+    })?;
+    r
 }
+
+/// A permanent, global address of a link (what runc main carries over).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Addr {
+    family: u8,
+    prefix: u8,
+    addr: Vec<u8>,
+}
+
+impl Addr {
+    fn show(&self) -> String {
+        let ip: Option<std::net::IpAddr> = match self.addr.len() {
+            4 => <[u8; 4]>::try_from(&self.addr[..]).ok().map(Into::into),
+            16 => <[u8; 16]>::try_from(&self.addr[..]).ok().map(Into::into),
+            _ => None,
+        };
+        ip.map_or_else(|| "?".into(), |ip| format!("{ip}/{}", self.prefix))
+    }
+
+    /// `RTM_NEWADDR` of this address on link `index`, with IFA_LOCAL/IFA_ADDRESS and, for
+    /// IPv4 with a prefix below 31, the broadcast address (as the netlink library runc uses).
+    fn newaddr(&self, seq: u32, index: u32) -> Vec<u8> {
+        let mut body = vec![self.family, self.prefix, 0, 0];
+        body.extend_from_slice(&index.to_ne_bytes());
+        push_attr(&mut body, IFA_LOCAL, &self.addr);
+        push_attr(&mut body, IFA_ADDRESS, &self.addr);
+        if self.addr.len() == 4 && self.prefix < 31 {
+            let ip = u32::from_be_bytes(self.addr[..4].try_into().expect("4 bytes"));
+            let host = u32::MAX.checked_shr(u32::from(self.prefix)).unwrap_or(0);
+            push_attr(&mut body, IFA_BROADCAST, &(ip | host).to_be_bytes());
+        }
+        let flags = libc::NLM_F_REQUEST | libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_EXCL;
+        nlmsg(libc::RTM_NEWADDR, flags as u16, seq, &body)
+    }
+}
+
+const IFA_ADDRESS: u16 = 1;
+const IFA_LOCAL: u16 = 2;
+const IFA_BROADCAST: u16 = 4;
+const IFA_FLAGS: u16 = 8;
+const IFA_F_PERMANENT: u32 = 0x80;
 
 fn route_socket() -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2) call.
@@ -151,41 +229,64 @@ fn push_attr(buf: &mut Vec<u8>, typ: u16, payload: &[u8]) {
     }
 }
 
-/// `RTM_NEWLINK` for link `index` with `IFLA_IFNAME` and `IFLA_NET_NS_FD`, asking for an ack.
-fn newlink_move(seq: u32, index: u32, name: &str, ns_fd: i32) -> Vec<u8> {
-    let mut m = Vec::with_capacity(64);
-    // struct nlmsghdr: len (patched below), type, flags, seq, pid.
-    m.extend_from_slice(&0u32.to_ne_bytes());
-    m.extend_from_slice(&libc::RTM_NEWLINK.to_ne_bytes());
-    m.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
+/// A netlink message: header, then `body` (already padded).
+fn nlmsg(typ: u16, flags: u16, seq: u32, body: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(16 + body.len());
+    m.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
+    m.extend_from_slice(&typ.to_ne_bytes());
+    m.extend_from_slice(&flags.to_ne_bytes());
     m.extend_from_slice(&seq.to_ne_bytes());
     m.extend_from_slice(&0u32.to_ne_bytes());
-    // struct ifinfomsg: family, pad, type, index, flags, change.
-    m.push(libc::AF_UNSPEC as u8);
-    m.push(0);
-    m.extend_from_slice(&0u16.to_ne_bytes());
-    m.extend_from_slice(&(index as i32).to_ne_bytes());
-    m.extend_from_slice(&0u32.to_ne_bytes());
-    m.extend_from_slice(&0u32.to_ne_bytes());
-    let mut n = name.as_bytes().to_vec();
-    n.push(0);
-    push_attr(&mut m, libc::IFLA_IFNAME, &n);
-    push_attr(&mut m, libc::IFLA_NET_NS_FD, &(ns_fd as u32).to_ne_bytes());
-    let len = m.len() as u32;
-    m[..4].copy_from_slice(&len.to_ne_bytes());
+    m.extend_from_slice(body);
     m
 }
 
-/// Send one request and read its ack (`NLMSG_ERROR`, error 0 on success).
-fn request(sock: &OwnedFd, msg: &[u8]) -> io::Result<()> {
-    // SAFETY: `msg` is valid for its length; the socket is a netlink socket (kernel is the
-    // default destination of an unbound, unconnected netlink socket's send).
+/// `struct ifinfomsg` for link `index` with these flags and change mask.
+fn ifinfo(index: u32, flags: u32, change: u32) -> Vec<u8> {
+    let mut b = vec![libc::AF_UNSPEC as u8, 0];
+    b.extend_from_slice(&0u16.to_ne_bytes());
+    b.extend_from_slice(&(index as i32).to_ne_bytes());
+    b.extend_from_slice(&flags.to_ne_bytes());
+    b.extend_from_slice(&change.to_ne_bytes());
+    b
+}
+
+const REQ_ACK: u16 = (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16;
+
+/// `RTM_NEWLINK` setting link `index` up or down.
+fn setlink(seq: u32, index: u32, up: bool) -> Vec<u8> {
+    let iff_up = libc::IFF_UP as u32;
+    let body = ifinfo(index, if up { iff_up } else { 0 }, iff_up);
+    nlmsg(libc::RTM_NEWLINK, REQ_ACK, seq, &body)
+}
+
+/// `RTM_NEWLINK` for link `index` with `IFLA_IFNAME` and `IFLA_NET_NS_FD`.
+fn newlink_move(seq: u32, index: u32, name: &str, ns_fd: i32) -> Vec<u8> {
+    let mut body = ifinfo(index, 0, 0);
+    let mut n = name.as_bytes().to_vec();
+    n.push(0);
+    push_attr(&mut body, libc::IFLA_IFNAME, &n);
+    push_attr(
+        &mut body,
+        libc::IFLA_NET_NS_FD,
+        &(ns_fd as u32).to_ne_bytes(),
+    );
+    nlmsg(libc::RTM_NEWLINK, REQ_ACK, seq, &body)
+}
+
+fn send(sock: &OwnedFd, msg: &[u8]) -> io::Result<()> {
+    // SAFETY: `msg` is valid for its length; an unbound netlink socket sends to the kernel.
     let r = unsafe { libc::send(sock.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
-    let seq = u32::from_ne_bytes(msg[8..12].try_into().expect("4 bytes"));
-    let mut buf = vec![0u8; 8192];
+    Ok(())
+}
+
+/// Read replies to `seq`, giving each message's type and payload to `f`, until an ack
+/// (`NLMSG_ERROR`) or `NLMSG_DONE`.
+fn replies(sock: &OwnedFd, seq: u32, mut f: impl FnMut(u16, &[u8])) -> io::Result<()> {
+    let mut buf = vec![0u8; 32 * 1024];
     loop {
         // SAFETY: `buf` is writable for its length.
         let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
@@ -196,8 +297,8 @@ fn request(sock: &OwnedFd, msg: &[u8]) -> io::Result<()> {
             }
             return Err(e);
         }
-        let mut off = 0usize;
         let n = n as usize;
+        let mut off = 0usize;
         while off + 16 <= n {
             let len = u32::from_ne_bytes(buf[off..off + 4].try_into().expect("4")) as usize;
             let typ = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().expect("2"));
@@ -208,17 +309,83 @@ fn request(sock: &OwnedFd, msg: &[u8]) -> io::Result<()> {
                     "short netlink message",
                 ));
             }
-            if typ == libc::NLMSG_ERROR as u16 && mseq == seq && len >= 20 {
-                let err = i32::from_ne_bytes(buf[off + 16..off + 20].try_into().expect("4"));
-                return if err == 0 {
-                    Ok(())
-                } else {
-                    Err(io::Error::from_raw_os_error(-err))
-                };
+            if mseq == seq {
+                if typ == libc::NLMSG_ERROR as u16 && len >= 20 {
+                    let err = i32::from_ne_bytes(buf[off + 16..off + 20].try_into().expect("4"));
+                    return if err == 0 {
+                        Ok(())
+                    } else {
+                        Err(io::Error::from_raw_os_error(-err))
+                    };
+                }
+                if typ == libc::NLMSG_DONE as u16 {
+                    return Ok(());
+                }
+                f(typ, &buf[off + 16..off + len]);
             }
             off += (len + 3) & !3;
         }
     }
+}
+
+/// Send one request and wait for its ack.
+fn request(sock: &OwnedFd, msg: &[u8]) -> io::Result<()> {
+    send(sock, msg)?;
+    let seq = u32::from_ne_bytes(msg[8..12].try_into().expect("4 bytes"));
+    replies(sock, seq, |_, _| {})
+}
+
+/// The permanent, global-scope addresses of link `index`.
+fn addresses(sock: &OwnedFd, seq: u32, index: u32) -> io::Result<Vec<Addr>> {
+    let body = [libc::AF_UNSPEC as u8, 0, 0, 0, 0, 0, 0, 0];
+    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
+    send(sock, &nlmsg(libc::RTM_GETADDR, flags, seq, &body))?;
+    let mut out = Vec::new();
+    replies(sock, seq, |typ, p| {
+        if let Some(a) = parse_addr(typ, p, index) {
+            out.push(a);
+        }
+    })?;
+    Ok(out)
+}
+
+/// An `RTM_NEWADDR` payload (ifaddrmsg and attributes), if it is a permanent global address
+/// of link `index`.
+fn parse_addr(typ: u16, p: &[u8], index: u32) -> Option<Addr> {
+    if typ != libc::RTM_NEWADDR || p.len() < 8 {
+        return None;
+    }
+    let (family, prefix, flags8, scope) = (p[0], p[1], p[2], p[3]);
+    let idx = u32::from_ne_bytes(p[4..8].try_into().ok()?);
+    if idx != index || scope != 0 {
+        return None;
+    }
+    let mut flags = u32::from(flags8);
+    let (mut local, mut address) = (None, None);
+    let mut off = 8;
+    while off + 4 <= p.len() {
+        let len = usize::from(u16::from_ne_bytes(p[off..off + 2].try_into().ok()?));
+        let typ = u16::from_ne_bytes(p[off + 2..off + 4].try_into().ok()?);
+        if len < 4 || off + len > p.len() {
+            break;
+        }
+        let v = &p[off + 4..off + len];
+        match typ {
+            IFA_LOCAL => local = Some(v.to_vec()),
+            IFA_ADDRESS => address = Some(v.to_vec()),
+            IFA_FLAGS if v.len() >= 4 => flags = u32::from_ne_bytes(v[..4].try_into().ok()?),
+            _ => {}
+        }
+        off += (len + 3) & !3;
+    }
+    if flags & IFA_F_PERMANENT == 0 {
+        return None;
+    }
+    Some(Addr {
+        family,
+        prefix,
+        addr: local.or(address)?,
+    })
 }
 
 #[cfg(test)]
@@ -233,6 +400,31 @@ mod tests {
         assert!(!valid_name("a/b"));
         assert!(!valid_name(".."));
         assert!(!valid_name(""));
+    }
+
+    #[test]
+    fn addresses_parsed_and_rebuilt() {
+        // ifaddrmsg: AF_INET, /24, no flags, scope universe, index 7; IFA_LOCAL, IFA_FLAGS.
+        let mut p = vec![libc::AF_INET as u8, 24, 0, 0];
+        p.extend_from_slice(&7u32.to_ne_bytes());
+        push_attr(&mut p, IFA_LOCAL, &[10, 1, 2, 3]);
+        push_attr(&mut p, IFA_FLAGS, &IFA_F_PERMANENT.to_ne_bytes());
+        let a = parse_addr(libc::RTM_NEWADDR, &p, 7).expect("permanent global address");
+        assert_eq!(a.show(), "10.1.2.3/24");
+        assert!(parse_addr(libc::RTM_NEWADDR, &p, 8).is_none());
+        // Not permanent (a dynamic address): left behind, as runc.
+        let mut q = p[..8].to_vec();
+        push_attr(&mut q, IFA_LOCAL, &[10, 1, 2, 3]);
+        assert!(parse_addr(libc::RTM_NEWADDR, &q, 7).is_none());
+        // Link scope: left behind.
+        let mut r = p.clone();
+        r[3] = 253;
+        assert!(parse_addr(libc::RTM_NEWADDR, &r, 7).is_none());
+        let m = a.newaddr(5, 9);
+        assert_eq!(u16::from_ne_bytes([m[4], m[5]]), libc::RTM_NEWADDR);
+        assert_eq!(u32::from_ne_bytes(m[20..24].try_into().unwrap()), 9);
+        // The broadcast address comes last.
+        assert_eq!(&m[m.len() - 4..], &[10, 1, 2, 255]);
     }
 
     #[test]
