@@ -704,10 +704,13 @@ pub fn host() -> HostReport {
             "SCMP_ACT_NOTIFY not available",
         )
     });
-    features.push(if crate::create::resctrl_mounted() {
-        finding("resctrl", Level::Info, "mounted at /sys/fs/resctrl (linux.intelRdt is still refused: kakuri does not manage resctrl groups)")
-    } else {
-        finding("resctrl", Level::Info, "not mounted (linux.intelRdt is refused)")
+    features.push(match crate::resctrl::mount_point() {
+        Some(m) => finding("resctrl", Level::Ok, format!("mounted at {}", m.display())),
+        None => finding(
+            "resctrl",
+            Level::Info,
+            "not mounted (linux.intelRdt is refused)",
+        ),
     });
     let capset = |s| {
         caps::read(None, s)
@@ -1223,6 +1226,13 @@ fn check_requested_features(
                     }
                 }
             }
+        }
+    }
+    if let Some(r) = linux.intel_rdt() {
+        // The container id is not known here; the group name only matters for a closID.
+        let root = crate::resctrl::mount_point();
+        if let Err(e) = crate::resctrl::plan(r, "check", root.as_deref()) {
+            out.push(finding("linux.intelRdt", Level::Fail, e));
         }
     }
     if let Some(p) = linux.personality() {

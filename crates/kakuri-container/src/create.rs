@@ -130,15 +130,6 @@ pub(crate) fn check_preserve_fds(n: u32) -> Result<(), Error> {
     Ok(())
 }
 
-/// `RDTGROUP_SUPER_MAGIC` of `<linux/magic.h>`: the resctrl filesystem.
-const RESCTRL_MAGIC: i64 = 0x0765_5821;
-
-/// Whether the resctrl filesystem (Intel RDT / AMD QoS) is mounted at /sys/fs/resctrl.
-pub fn resctrl_mounted() -> bool {
-    nix::sys::statfs::statfs("/sys/fs/resctrl")
-        .is_ok_and(|s| s.filesystem_type().0 == RESCTRL_MAGIC)
-}
-
 /// Fields of runtime-spec 1.3 that kakuri does not apply, refused by name with the reason
 /// rather than ignored. Checked before anything is made.
 pub(crate) fn refuse_unsupported(spec: &oci::Spec) -> Result<(), String> {
@@ -171,13 +162,6 @@ pub(crate) fn refuse_unsupported(spec: &oci::Spec) -> Result<(), String> {
     let Some(linux) = spec.linux() else {
         return Ok(());
     };
-    if linux.intel_rdt().is_some() {
-        return Err(if resctrl_mounted() {
-            "linux.intelRdt: resctrl is mounted, but kakuri does not manage resctrl groups".into()
-        } else {
-            "linux.intelRdt: resctrl is not mounted at /sys/fs/resctrl (Intel RDT needs the resctrl filesystem and a CPU with RDT)".into()
-        });
-    }
     if let Some(l) = linux.mount_label().as_deref().filter(|l| !l.is_empty()) {
         if !kakuri_isolate::lsm::selinux_enabled() {
             return Err(format!(
@@ -299,11 +283,17 @@ struct Parent<'a> {
     cgroup: &'a Manager,
     hooks: Option<&'a oci::Hooks>,
     net_devices: &'a [kakuri_isolate::netdev::NetDevice],
+    rdt: Option<&'a crate::resctrl::Plan>,
+    /// What `rdt` made, for the state (or to undo).
+    rdt_made: crate::resctrl::Made,
 }
 
 impl ParentSteps for Parent<'_> {
     fn placed(&mut self, pid: i32) -> Result<(), String> {
         self.cgroup.add_task(pid).map_err(|e| e.to_string())?;
+        if let Some(p) = self.rdt {
+            crate::resctrl::apply(p, pid, &mut self.rdt_made)?;
+        }
         kakuri_isolate::netdev::move_into(pid, self.net_devices)
     }
 
@@ -556,6 +546,12 @@ impl Runtime {
             rootless_euid,
         )
         .map_err(Error::msg)?;
+        let rdt_plan = linux
+            .intel_rdt()
+            .as_ref()
+            .map(|r| crate::resctrl::plan(r, &o.id, crate::resctrl::mount_point().as_deref()))
+            .transpose()
+            .map_err(Error::msg)?;
         joins.sort_by_key(|j| j.0);
         ns.join = joins.into_iter().map(|(_, f, p)| (f, p)).collect();
         // Without a mount namespace of its own the container's mounts are made in kakuri's
@@ -679,6 +675,7 @@ impl Runtime {
             seccomp: linux.seccomp().clone(),
             rootfs_mount_holder: None,
             shared_cgroup: false,
+            intel_rdt: None,
             personality: linux.personality().clone(),
             memory_policy: linux.memory_policy().clone(),
         };
@@ -875,12 +872,22 @@ impl Runtime {
             cgroup: &cgroup,
             hooks: hooks.as_ref(),
             net_devices: &net_devices,
+            rdt: rdt_plan.as_ref(),
+            rdt_made: Default::default(),
         };
         // Nothing in the container may open this process's /proc/<pid>/exe (the kakuri binary)
         // or its fds (it is visible there when the container shares the host pid namespace).
         kakuri_isolate::make_non_dumpable().map_err(Error::msg)?;
         let mut oom = crate::events::OomWatch::new(&cgroup);
-        let spawned = kakuri_isolate::spawn(&plan, &init, &mut parent).map_err(|e| {
+        let spawned = kakuri_isolate::spawn(&plan, &init, &mut parent);
+        let rdt_made = std::mem::take(&mut parent.rdt_made);
+        let undo_rdt = |e: Error| {
+            if let Err(r) = rdt_made.remove() {
+                log::warn!("clean up the resctrl group after a failed create: {r}");
+            }
+            e
+        };
+        let spawned = spawned.map_err(|e| {
             // An OOM kill in the new cgroup meanwhile is most probably why the init died,
             // whatever the error says: runc's text (with --debug, and the error, as runc).
             let oom_killed = oom.as_mut().is_some_and(|w| w.poll() > 0);
@@ -892,8 +899,10 @@ impl Runtime {
                 OOM_INIT.to_string()
             };
             Error::msg(format!("unable to start container process: {e}"))
-        })?;
+        });
+        let spawned = spawned.map_err(undo_rdt)?;
         drop(plan);
+        st.intel_rdt = (rdt_made != crate::resctrl::Made::default()).then(|| rdt_made.clone());
         let pid = spawned.pid;
         let (start_time, _) = kakuri_isolate::sys::proc_start_time(pid)
             .map_err(|e| Error::io(format!("read /proc/{pid}/stat"), e))?;
@@ -919,7 +928,7 @@ impl Runtime {
             let _ =
                 nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-            return Err(e);
+            return Err(undo_rdt(e));
         }
         // Success: keep the state, the cgroups and the rootfs bind.
         undo.cgroup = None;

@@ -56,8 +56,8 @@ pub fn features() -> Value {
             // Both are applied where the host has the LSM (refused where it has not).
             "apparmor": {"enabled": true},
             "selinux": {"enabled": true},
-            // linux.intelRdt is refused by create (no resctrl group management).
-            "intelRdt": {"enabled": false},
+            // Applied where resctrl is mounted (refused where not).
+            "intelRdt": {"enabled": true, "schemata": true, "monitoring": true},
             "memoryPolicy": {"modes": MPOL_MODES, "flags": MPOL_FLAGS},
             "mountExtensions": {"idmap": {"enabled": kakuri_isolate::idmap::supported()}},
             "netDevices": {"enabled": true}
@@ -104,11 +104,26 @@ mod tests {
         assert!(
             serde_json::from_value::<oci::LinuxMemoryPolicy>(json!({"mode": "MPOL_X"})).is_err()
         );
-        // intelRdt: not enabled, and refused.
-        assert_eq!(l["intelRdt"]["enabled"], json!(false));
-        let s = spec(json!({"ociVersion": "1.3.0", "linux": {"intelRdt": {"closID": "a"}}}));
-        let e = crate::create::refuse_unsupported(&s).unwrap_err();
-        assert!(e.starts_with("linux.intelRdt: "), "{e}");
+        // intelRdt: enabled, with schemata and monitoring, which the plan takes (refused only
+        // where resctrl is not mounted).
+        assert_eq!(
+            l["intelRdt"],
+            json!({"enabled": true, "schemata": true, "monitoring": true})
+        );
+        let r: oci::LinuxIntelRdt =
+            serde_json::from_value(json!({"schemata": ["L3:0=f"], "enableMonitoring": true}))
+                .unwrap();
+        let p = crate::resctrl::plan(&r, "c", Some(std::path::Path::new("/r"))).unwrap();
+        assert_eq!(p.schemata, "L3:0=f\n");
+        assert!(p.monitor.is_some());
+        let e = crate::resctrl::plan(&r, "c", None).unwrap_err();
+        assert!(
+            e.starts_with("linux.intelRdt: resctrl is not mounted"),
+            "{e}"
+        );
+        // Other platforms' sections: refused.
+        let s = spec(json!({"ociVersion": "1.3.0", "windows": {"layerFolders": []}}));
+        assert!(crate::create::refuse_unsupported(&s).is_err());
         // netDevices: enabled, planned (the refusal without a netns is the only one here).
         assert_eq!(l["netDevices"]["enabled"], json!(true));
         let devs =
