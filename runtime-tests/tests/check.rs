@@ -427,3 +427,56 @@ fn v2_guest_layout_and_v1_only_fields_warned() {
     );
     env.finish();
 }
+
+/// An idmapped mount is tried on its source's filesystem: procfs cannot be idmapped, the
+/// test's own directory (this host's /tmp) can.
+#[test]
+fn idmapped_mount_sources_probed() {
+    let env = TestEnv::new();
+    let maps = json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+    let mut b = env.bundle();
+    let n = b.config()["mounts"].as_array().map_or(0, Vec::len);
+    let ok_src = env.dir().join("vol");
+    std::fs::create_dir_all(&ok_src).unwrap();
+    b.add_mount(
+        json!({"destination": "/mnt/vol", "type": "bind", "source": ok_src,
+        "options": ["bind", "idmap"], "uidMappings": maps, "gidMappings": maps}),
+    );
+    let (code, v) = check_json(&env, &b);
+    // The probe of the filesystem holding /tmp (its own, or /'s) says whether it can be.
+    let probe = |suffix: &str| {
+        v["host"]["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["check"].as_str().is_some_and(|c| c.ends_with(suffix)))
+            .map(|f| f["level"] == "ok")
+    };
+    let tmp_ok = probe(" at /tmp)")
+        .or_else(|| probe(" at /)"))
+        .unwrap_or(false);
+    let vol_findings = details(&v, &format!("mounts[{n}]"), "fail");
+    if tmp_ok {
+        assert_eq!(code, Some(0), "{v:#}");
+        assert!(vol_findings.is_empty(), "{v:#}");
+    } else {
+        eprintln!("SKIP idmapped_mount_sources_probed (good part): /tmp cannot be idmapped here");
+        assert_eq!(vol_findings.len(), 1, "{v:#}");
+    }
+    b.add_mount(
+        json!({"destination": "/mnt/p", "type": "bind", "source": "/proc",
+        "options": ["rbind", "idmap"], "uidMappings": maps, "gidMappings": maps}),
+    );
+    let (code, v) = check_json(&env, &b);
+    assert_eq!(code, Some(1), "{v:#}");
+    let f = details(&v, &format!("mounts[{}]", n + 1), "fail");
+    assert_eq!(f.len(), 1, "{v:#}");
+    assert!(
+        f[0].starts_with(
+            "idmapped mount of /proc: mount_setattr(MOUNT_ATTR_IDMAP): invalid argument"
+        ),
+        "{}",
+        f[0]
+    );
+    env.finish();
+}

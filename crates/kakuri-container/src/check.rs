@@ -518,6 +518,20 @@ pub fn idmap_on(path: &Path) -> Result<(), String> {
     idmap_probe(&tree)
 }
 
+/// The filesystem type of the mount holding `path` (the longest mount point that is a prefix
+/// of it, in mountinfo).
+fn fs_type_at(path: &str) -> String {
+    let within = |mp: &str| {
+        path == mp || mp == "/" || path.strip_prefix(mp).is_some_and(|r| r.starts_with('/'))
+    };
+    mountinfo()
+        .into_iter()
+        .filter(|m| within(&m.mount_point))
+        .max_by_key(|m| m.mount_point.len())
+        .map(|m| m.fstype)
+        .unwrap_or_else(|| "?".into())
+}
+
 fn probe_userns_allowed() -> Finding {
     const NAME: &str = "user namespaces";
     let max = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
@@ -670,14 +684,22 @@ pub fn host() -> HostReport {
         finding("mount_setattr", Level::Fail, "absent (Linux < 5.12)")
     });
     features.push(probe_idmap_tmpfs());
-    features.push(match idmap_on(Path::new("/")) {
-        Ok(()) => finding(
-            "idmapped mounts (/)",
-            Level::Ok,
-            "the root filesystem can be idmapped",
-        ),
-        Err(e) => finding("idmapped mounts (/)", Level::Warn, e),
-    });
+    // Per filesystem: those of the usual places for images and volumes, once each.
+    let mut seen = Vec::new();
+    for p in ["/", "/var/lib", "/tmp", "/run", "/home", "/srv"] {
+        let Ok(st) = nix::sys::stat::stat(p) else {
+            continue;
+        };
+        if seen.contains(&st.st_dev) {
+            continue;
+        }
+        seen.push(st.st_dev);
+        let name = format!("idmapped mounts ({} at {p})", fs_type_at(p));
+        features.push(match idmap_on(Path::new(p)) {
+            Ok(()) => finding(&name, Level::Ok, "mount_setattr(MOUNT_ATTR_IDMAP) works"),
+            Err(e) => finding(&name, Level::Warn, e),
+        });
+    }
     let actions: Vec<String> = kakuri_seccomp::supported_actions()
         .into_iter()
         .map(|a| a.to_string())
