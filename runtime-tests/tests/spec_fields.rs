@@ -88,6 +88,24 @@ fn memory_policy_is_the_process_policy() {
     );
     b.set_sh("grep -q ' interleave:0 ' /proc/self/numa_maps && echo interleaved");
     assert_eq!(run_ok(&env, &b), "interleaved\n");
+    // An exec'd process gets it too (as runc).
+    let mut b = env.bundle();
+    b.set(
+        "/linux/memoryPolicy",
+        json!({"mode": "MPOL_PREFERRED", "nodes": "0"}),
+    );
+    b.set_args(&["sleep", "1000"]);
+    let c = env.create(&b);
+    let out = env.run(&[
+        "exec",
+        c.id(),
+        "grep",
+        "-c",
+        " prefer:0 ",
+        "/proc/self/numa_maps",
+    ]);
+    out.ok();
+    assert_ne!(out.stdout.trim(), "0", "{out}");
     // Without it the policy is the default one.
     let mut b = env.bundle();
     b.set_sh("grep -c ' default ' /proc/self/numa_maps >/dev/null && echo default");

@@ -1421,6 +1421,45 @@ mod tests {
         assert!(!b.matches(&head));
     }
 
+    /// A 32-bit big-endian ELF with PT_INTERP (an old MIPS-style layout): class, byte order,
+    /// machine and loader read.
+    #[test]
+    fn elf32_big_endian_with_interp() {
+        let interp = b"/lib/ld.so.1\0";
+        let mut h = vec![0u8; 52];
+        h[..7].copy_from_slice(&[0x7f, b'E', b'L', b'F', 1, 2, 1]);
+        h[16..18].copy_from_slice(&2u16.to_be_bytes());
+        h[18..20].copy_from_slice(&8u16.to_be_bytes());
+        h[28..32].copy_from_slice(&52u32.to_be_bytes()); // e_phoff
+        h[42..44].copy_from_slice(&32u16.to_be_bytes()); // e_phentsize
+        h[44..46].copy_from_slice(&1u16.to_be_bytes()); // e_phnum
+        let mut ph = vec![0u8; 32];
+        ph[..4].copy_from_slice(&3u32.to_be_bytes());
+        ph[4..8].copy_from_slice(&84u32.to_be_bytes()); // p_offset
+        ph[16..20].copy_from_slice(&(interp.len() as u32).to_be_bytes()); // p_filesz
+        h.extend_from_slice(&ph);
+        h.extend_from_slice(interp);
+        let path = std::env::temp_dir().join(format!("kakuri-elf32-{}", std::process::id()));
+        std::fs::write(&path, &h).unwrap();
+        let e = read_elf(&File::open(&path).unwrap()).unwrap().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            e,
+            Elf {
+                class64: false,
+                little_endian: false,
+                machine: 8,
+                interp: Some("/lib/ld.so.1".into()),
+            }
+        );
+        assert_eq!(machine_name(e.machine, e.class64), "mips");
+        // Not ELF at all.
+        let path = std::env::temp_dir().join(format!("kakuri-notelf-{}", std::process::id()));
+        std::fs::write(&path, b"#!/bin/sh\n").unwrap();
+        assert_eq!(read_elf(&File::open(&path).unwrap()).unwrap(), None);
+        std::fs::remove_file(&path).unwrap();
+    }
+
     #[test]
     fn machine_names() {
         assert_eq!(machine_name(183, true), "aarch64");
