@@ -130,6 +130,79 @@ pub(crate) fn check_preserve_fds(n: u32) -> Result<(), Error> {
     Ok(())
 }
 
+/// Fields of runtime-spec 1.3 that kakuri does not apply, refused by name with the reason
+/// rather than ignored. Checked before anything is made.
+pub(crate) fn refuse_unsupported(spec: &oci::Spec) -> Result<(), String> {
+    for (field, present) in [
+        ("windows", spec.windows().is_some()),
+        ("solaris", spec.solaris().is_some()),
+        ("vm", spec.vm().is_some()),
+        ("zos", spec.zos().is_some()),
+    ] {
+        if present {
+            return Err(format!(
+                "{field}: a section for another platform; kakuri runs Linux containers only"
+            ));
+        }
+    }
+    if let Some(p) = spec.process() {
+        if p.user()
+            .username()
+            .as_deref()
+            .is_some_and(|u| !u.is_empty())
+        {
+            return Err(
+                "process.user.username: Windows only; give process.user.uid and gid".into(),
+            );
+        }
+        if p.command_line().as_deref().is_some_and(|c| !c.is_empty()) {
+            return Err("process.commandLine: Windows only; give process.args".into());
+        }
+    }
+    let Some(linux) = spec.linux() else {
+        return Ok(());
+    };
+    if let Some(l) = linux.mount_label().as_deref().filter(|l| !l.is_empty()) {
+        if !kakuri_isolate::lsm::selinux_enabled() {
+            return Err(format!(
+                "linux.mountLabel: SELinux is disabled or not supported on this host, the label {l:?} cannot be applied"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Resources with no cgroup v2 interface: runc leaves them unapplied on v2 without a word;
+/// kakuri leaves them unapplied too (refusing would break configs runc runs) but says so,
+/// naming each field.
+fn warn_v1_only(r: &oci::LinuxResources) {
+    let mut fields = Vec::new();
+    if let Some(m) = r.memory() {
+        for (name, set) in [
+            ("memory.kernel", m.kernel().is_some()),
+            ("memory.kernelTCP", m.kernel_tcp().is_some()),
+            ("memory.swappiness", m.swappiness().is_some()),
+            ("memory.disableOOMKiller", m.disable_oom_killer().is_some()),
+            ("memory.useHierarchy", m.use_hierarchy().is_some()),
+        ] {
+            if set {
+                fields.push(name);
+            }
+        }
+    }
+    if let Some(n) = r.network() {
+        if n.class_id().is_some() {
+            fields.push("network.classID");
+        }
+        if n.priorities().as_ref().is_some_and(|p| !p.is_empty()) {
+            fields.push("network.priorities");
+        }
+    }
+    for f in fields {
+        log::warn!("linux.resources.{f}: cgroup v2 has no interface for it; not applied");
+    }
+}
+
 /// A create in progress: what to undo if it fails.
 struct Undo<'a> {
     dir: Option<ContainerDir>,
@@ -209,11 +282,19 @@ struct Parent<'a> {
     state: &'a State,
     cgroup: &'a Manager,
     hooks: Option<&'a oci::Hooks>,
+    net_devices: &'a [kakuri_isolate::netdev::NetDevice],
+    rdt: Option<&'a crate::resctrl::Plan>,
+    /// What `rdt` made, for the state (or to undo).
+    rdt_made: crate::resctrl::Made,
 }
 
 impl ParentSteps for Parent<'_> {
     fn placed(&mut self, pid: i32) -> Result<(), String> {
-        self.cgroup.add_task(pid).map_err(|e| e.to_string())
+        self.cgroup.add_task(pid).map_err(|e| e.to_string())?;
+        if let Some(p) = self.rdt {
+            crate::resctrl::apply(p, pid, &mut self.rdt_made)?;
+        }
+        kakuri_isolate::netdev::move_into(pid, self.net_devices)
     }
 
     fn create_runtime(&mut self, pid: i32) -> Result<(), String> {
@@ -345,6 +426,7 @@ impl Runtime {
             .process()
             .as_ref()
             .ok_or_else(|| Error::msg("process: a container needs a process to run"))?;
+        refuse_unsupported(spec).map_err(Error::msg)?;
         let mut proc_plan = ProcessPlan::from_spec(process).map_err(Error::msg)?;
         kakuri_isolate::lsm::check_available(
             proc_plan.apparmor_profile.as_deref(),
@@ -363,6 +445,9 @@ impl Runtime {
         }
         let empty = oci::Linux::default();
         let linux = spec.linux().as_ref().unwrap_or(&empty);
+        proc_plan
+            .set_linux(linux.personality().as_ref(), linux.memory_policy().as_ref())
+            .map_err(Error::msg)?;
         let seccomp = match linux.seccomp() {
             Some(s) => Some(kakuri_seccomp::compile(s).map_err(|e| Error::msg(e.to_string()))?),
             None => None,
@@ -449,6 +534,24 @@ impl Runtime {
                 log::warn!("config.json has both a userns path to join and a matching userns mapping specified -- you may only provide one");
             }
         }
+        let has_netns = ns.clone_flags & libc::CLONE_NEWNET != 0
+            || joins
+                .iter()
+                .any(|j| j.1 == libc::CLONE_NEWNET && !same_ns(&j.2, "net"));
+        // SAFETY: geteuid cannot fail.
+        let rootless_euid = unsafe { libc::geteuid() } != 0;
+        let net_devices = kakuri_isolate::netdev::plan(
+            linux.net_devices().as_ref().unwrap_or(&HashMap::new()),
+            has_netns,
+            rootless_euid,
+        )
+        .map_err(Error::msg)?;
+        let rdt_plan = linux
+            .intel_rdt()
+            .as_ref()
+            .map(|r| crate::resctrl::plan(r, &o.id, crate::resctrl::mount_point().as_deref()))
+            .transpose()
+            .map_err(Error::msg)?;
         joins.sort_by_key(|j| j.0);
         ns.join = joins.into_iter().map(|(_, f, p)| (f, p)).collect();
         // Without a mount namespace of its own the container's mounts are made in kakuri's
@@ -477,6 +580,20 @@ impl Runtime {
         }
         if shared_mountns {
             rootfs::refuse_root_mounts(&mounts).map_err(Error::msg)?;
+        }
+        // linux.mountLabel (refused above where SELinux is off): the SELinux context of the
+        // filesystems mounted for the container, as runc gives it (tmpfs, devpts, mqueue).
+        if let Some(l) = linux.mount_label().as_deref().filter(|l| !l.is_empty()) {
+            for m in mounts.iter_mut().filter(|m| {
+                !m.options.is_bind() && matches!(m.fstype.as_str(), "tmpfs" | "devpts" | "mqueue")
+            }) {
+                let ctx = format!("context=\"{l}\"");
+                m.options.data = if m.options.data.is_empty() {
+                    ctx
+                } else {
+                    format!("{},{ctx}", m.options.data)
+                };
+            }
         }
         let dev_is_bind = mounts
             .iter()
@@ -531,6 +648,12 @@ impl Runtime {
         )
         .map_err(|e| Error::msg(e.to_string()))?;
 
+        if cgroup.mode() == kakuri_cgroups::Mode::V2 {
+            if let Some(r) = linux.resources() {
+                warn_v1_only(r);
+            }
+        }
+
         let owner = String::new();
         let annotations: HashMap<String, String> = spec.annotations().clone().unwrap_or_default();
         let mut st = State {
@@ -552,6 +675,9 @@ impl Runtime {
             seccomp: linux.seccomp().clone(),
             rootfs_mount_holder: None,
             shared_cgroup: false,
+            intel_rdt: None,
+            personality: linux.personality().clone(),
+            memory_policy: linux.memory_policy().clone(),
         };
         // As runc: a frozen cgroup would stop the init the moment it joins, and create would
         // wait for it for ever.
@@ -745,12 +871,23 @@ impl Runtime {
             state: &st,
             cgroup: &cgroup,
             hooks: hooks.as_ref(),
+            net_devices: &net_devices,
+            rdt: rdt_plan.as_ref(),
+            rdt_made: Default::default(),
         };
         // Nothing in the container may open this process's /proc/<pid>/exe (the kakuri binary)
         // or its fds (it is visible there when the container shares the host pid namespace).
         kakuri_isolate::make_non_dumpable().map_err(Error::msg)?;
         let mut oom = crate::events::OomWatch::new(&cgroup);
-        let spawned = kakuri_isolate::spawn(&plan, &init, &mut parent).map_err(|e| {
+        let spawned = kakuri_isolate::spawn(&plan, &init, &mut parent);
+        let rdt_made = std::mem::take(&mut parent.rdt_made);
+        let undo_rdt = |e: Error| {
+            if let Err(r) = rdt_made.remove() {
+                log::warn!("clean up the resctrl group after a failed create: {r}");
+            }
+            e
+        };
+        let spawned = spawned.map_err(|e| {
             // An OOM kill in the new cgroup meanwhile is most probably why the init died,
             // whatever the error says: runc's text (with --debug, and the error, as runc).
             let oom_killed = oom.as_mut().is_some_and(|w| w.poll() > 0);
@@ -762,8 +899,10 @@ impl Runtime {
                 OOM_INIT.to_string()
             };
             Error::msg(format!("unable to start container process: {e}"))
-        })?;
+        });
+        let spawned = spawned.map_err(undo_rdt)?;
         drop(plan);
+        st.intel_rdt = (rdt_made != crate::resctrl::Made::default()).then(|| rdt_made.clone());
         let pid = spawned.pid;
         let (start_time, _) = kakuri_isolate::sys::proc_start_time(pid)
             .map_err(|e| Error::io(format!("read /proc/{pid}/stat"), e))?;
@@ -789,7 +928,7 @@ impl Runtime {
             let _ =
                 nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-            return Err(e);
+            return Err(undo_rdt(e));
         }
         // Success: keep the state, the cgroups and the rootfs bind.
         undo.cgroup = None;

@@ -334,6 +334,9 @@ impl Runtime {
         })?;
         let spec = exec_process(o, st.process.as_ref())?;
         let mut plan_proc = ProcessPlan::from_spec(&spec).map_err(Error::msg)?;
+        plan_proc
+            .set_linux(st.personality.as_ref(), st.memory_policy.as_ref())
+            .map_err(Error::msg)?;
         if !st.namespaces.iter().any(|n| n == "user") {
             if let Some(c) = plan_proc.caps.as_mut() {
                 self.settle_caps(c).map_err(|e| {

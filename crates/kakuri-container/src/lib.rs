@@ -5,11 +5,13 @@
 //! the init alive, is the exec fifo still there, is the cgroup frozen), so the state file is
 //! written once, by `create`.
 
+pub mod check;
 pub mod create;
 pub mod events;
 pub mod exec;
 pub mod features;
 pub mod hooks;
+pub mod resctrl;
 pub mod rootless;
 mod run;
 pub mod state;
@@ -601,6 +603,10 @@ fn destroy(dir: ContainerDir, st: &State) -> Result<(), Error> {
         st.cgroup
             .destroy()
             .map_err(|e| Error::msg(format!("remove cgroups of {}: {e}", st.id)))?;
+    }
+    if let Some(r) = &st.intel_rdt {
+        r.remove()
+            .map_err(|e| Error::msg(format!("remove the resctrl group of {}: {e}", st.id)))?;
     }
     dir.remove()?;
     if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststop().as_ref()) {

@@ -85,6 +85,15 @@ pub struct State {
     /// to its other processes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shared_cgroup: bool,
+    /// `linux.personality`, applied to exec'd processes too (as runc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personality: Option<oci::LinuxPersonality>,
+    /// The resctrl groups `create` made for `linux.intelRdt`, removed by `delete`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intel_rdt: Option<crate::resctrl::Made>,
+    /// `linux.memoryPolicy`, applied to exec'd processes too (as runc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_policy: Option<oci::LinuxMemoryPolicy>,
 }
 
 pub const STATE_FILE: &str = "state.json";

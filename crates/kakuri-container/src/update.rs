@@ -126,6 +126,17 @@ fn go_num_error(rust: &str) -> &'static str {
     }
 }
 
+/// `update --l3-cache-schema/--mem-bw-schema`: runc's text where resctrl is not mounted; where
+/// it is, kakuri applies `linux.intelRdt` at create but does not change a group afterwards.
+fn rdt_update_refused(runc_text: &str) -> String {
+    match crate::resctrl::mount_point() {
+        None => format!("{runc_text} (resctrl is not mounted)"),
+        Some(_) => format!(
+            "{runc_text}: kakuri update does not change resctrl groups (linux.intelRdt is applied at create only)"
+        ),
+    }
+}
+
 /// A memory flag: "-1" (unlimited) or a size.
 fn parse_mem(flag: &str, v: &str) -> Result<i64, Error> {
     if v == "-1" {
@@ -142,14 +153,14 @@ impl UpdateFlags {
             .as_deref()
             .is_some_and(|s| !s.is_empty())
         {
-            return Err(Error::msg(
-                "Intel RDT/CAT: l3 cache schema is not enabled (kakuri does not support intelRdt)",
-            ));
+            return Err(Error::msg(rdt_update_refused(
+                "Intel RDT/CAT: l3 cache schema is not enabled",
+            )));
         }
         if self.mem_bw_schema.as_deref().is_some_and(|s| !s.is_empty()) {
-            return Err(Error::msg(
-                "Intel RDT/MBA: memory bandwidth schema is not enabled (kakuri does not support intelRdt)",
-            ));
+            return Err(Error::msg(rdt_update_refused(
+                "Intel RDT/MBA: memory bandwidth schema is not enabled",
+            )));
         }
         let given = |o: &Option<String>| o.as_deref().filter(|s| !s.is_empty()).map(str::to_owned);
 

@@ -39,6 +39,7 @@ pub mod hostmount;
 pub mod idmap;
 pub mod lsm;
 pub mod mountopts;
+pub mod netdev;
 pub mod process;
 pub mod procfs;
 pub mod rootfs;
@@ -881,6 +882,7 @@ fn finish_process(
     }
     proc.apply_rlimits()?;
     proc.apply_scheduling()?;
+    proc.apply_personality_and_mempolicy()?;
     let exe = proc.resolve_executable()?;
     let exec = proc.prepare_exec(&exe)?;
     if proc.no_new_privileges {

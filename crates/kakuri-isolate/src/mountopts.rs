@@ -19,7 +19,8 @@ pub struct MountOptions {
     pub idmap: bool,
     /// `ridmap`: the id mapping applies to every mount of an `rbind`, not only the top one.
     pub ridmap: bool,
-    /// `tmpcopyup` is accepted and ignored (runc honours it only for tmpfs over existing dirs).
+    /// `tmpcopyup`: a tmpfs gets a copy of the directory it covers (runc's option; other
+    /// filesystem types ignore it, as with runc).
     pub tmpcopyup: bool,
 }
 

@@ -114,6 +114,97 @@ pub struct ProcessPlan {
     pub apparmor_profile: Option<String>,
     /// `process.selinuxLabel`.
     pub selinux_label: Option<String>,
+    /// `linux.personality`, as a `personality(2)` value (set with [`ProcessPlan::set_linux`]).
+    pub personality: Option<libc::c_ulong>,
+    /// `linux.memoryPolicy`, for `set_mempolicy(2)` (set with [`ProcessPlan::set_linux`]).
+    pub mem_policy: Option<MemPolicy>,
+}
+
+/// A `set_mempolicy(2)` call: mode with its flags, and the node mask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemPolicy {
+    pub mode: libc::c_int,
+    /// One bit per node, 64 nodes a word.
+    pub nodemask: Vec<u64>,
+}
+
+/// `linux.memoryPolicy` as runtime-spec 1.3 defines it: a mode, a node list in cpuset format
+/// ("0-3,7") and flags; the node count is checked per mode as runc does.
+pub fn mem_policy(m: &oci::LinuxMemoryPolicy) -> Result<MemPolicy, String> {
+    use oci::MemoryPolicyFlagType as F;
+    use oci::MemoryPolicyModeType as M;
+    let mode = match m.mode() {
+        M::MpolDefault => 0,
+        M::MpolPreferred => 1,
+        M::MpolBind => 2,
+        M::MpolInterleave => 3,
+        M::MpolLocal => 4,
+        M::MpolPreferredMany => 5,
+        M::MpolWeightedInterleave => 6,
+    };
+    let nodes = match m
+        .nodes()
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        None => Vec::new(),
+        Some(s) => {
+            // The kernel's MAX_NUMNODES is at most 1024, as CPU_SETSIZE bounds the CPU list.
+            parse_cpu_list(s, "linux.memoryPolicy.nodes").map_err(|_| {
+                format!("linux.memoryPolicy.nodes: invalid node list {s:?} (nodes 0 to 1023, e.g. \"0-3,7\")")
+            })?
+        }
+    };
+    match m.mode() {
+        M::MpolDefault | M::MpolLocal if !nodes.is_empty() => {
+            return Err(format!(
+                "linux.memoryPolicy.nodes: mode {} takes no nodes (got {})",
+                m.mode(),
+                nodes.len()
+            ))
+        }
+        M::MpolBind | M::MpolInterleave | M::MpolPreferredMany | M::MpolWeightedInterleave
+            if nodes.is_empty() =>
+        {
+            return Err(format!(
+                "linux.memoryPolicy.nodes: mode {} needs at least one node",
+                m.mode()
+            ))
+        }
+        _ => {}
+    }
+    let mut flags = 0;
+    for f in m.flags().iter().flatten() {
+        flags |= match f {
+            F::MpolFNumaBalancing => 1 << 13,
+            F::MpolFRelativeNodes => 1 << 14,
+            F::MpolFStaticNodes => 1 << 15,
+        };
+    }
+    let mut nodemask = vec![0u64; nodes.iter().max().map_or(0, |n| n / 64 + 1)];
+    for n in nodes {
+        nodemask[n / 64] |= 1 << (n % 64);
+    }
+    Ok(MemPolicy {
+        mode: mode | flags,
+        nodemask,
+    })
+}
+
+/// `linux.personality` as a `personality(2)` value: runtime-spec 1.3 defines the domains
+/// `LINUX` and `LINUX32` and no flags. runc warns about and drops flags; kakuri refuses them,
+/// since nothing would apply them.
+pub fn personality(p: &oci::LinuxPersonality) -> Result<libc::c_ulong, String> {
+    if let Some(f) = p.flags().as_ref().filter(|f| !f.is_empty()) {
+        return Err(format!(
+            "linux.personality.flags: runtime-spec 1.3 defines no personality flags, none can be applied (got {f:?})"
+        ));
+    }
+    Ok(match p.domain() {
+        oci::LinuxPersonalityDomain::PerLinux => 0x0000,
+        oci::LinuxPersonalityDomain::PerLinux32 => 0x0008,
+    })
 }
 
 /// Parse a CPU list ("0-3,7") of `process.execCPUAffinity`.
@@ -324,7 +415,34 @@ impl ProcessPlan {
             affinity_final,
             apparmor_profile: p.apparmor_profile().clone().filter(|s| !s.is_empty()),
             selinux_label: p.selinux_label().clone().filter(|s| !s.is_empty()),
+            personality: None,
+            mem_policy: None,
         })
+    }
+
+    /// Take `linux.personality` and `linux.memoryPolicy` (applied to the init and to every
+    /// exec'd process, as runc does).
+    pub fn set_linux(
+        &mut self,
+        pers: Option<&oci::LinuxPersonality>,
+        mpol: Option<&oci::LinuxMemoryPolicy>,
+    ) -> Result<(), String> {
+        self.personality = pers.map(personality).transpose()?;
+        self.mem_policy = mpol.map(mem_policy).transpose()?;
+        Ok(())
+    }
+
+    /// Apply `linux.memoryPolicy` and `linux.personality` to the calling process.
+    pub fn apply_personality_and_mempolicy(&self) -> Result<(), String> {
+        if let Some(m) = &self.mem_policy {
+            sys::set_mempolicy(m.mode, &m.nodemask)
+                .map_err(|e| format!("linux.memoryPolicy: set_mempolicy: {}", os_error(&e)))?;
+        }
+        if let Some(p) = self.personality {
+            sys::personality(p)
+                .map_err(|e| format!("linux.personality: personality({p:#x}): {}", os_error(&e)))?;
+        }
+        Ok(())
     }
 
     /// Apply `process.scheduler` and `process.ioPriority` to the calling process (while it
@@ -651,7 +769,45 @@ mod tests {
             affinity_final: None,
             apparmor_profile: None,
             selinux_label: None,
+            personality: None,
+            mem_policy: None,
         }
+    }
+
+    #[test]
+    fn memory_policies() {
+        let m = |j: &str| mem_policy(&serde_json::from_str(j).unwrap());
+        let b =
+            m(r#"{"mode":"MPOL_BIND","nodes":"0-1,65","flags":["MPOL_F_STATIC_NODES"]}"#).unwrap();
+        assert_eq!(b.mode, 2 | 1 << 15);
+        assert_eq!(b.nodemask, [0b11, 0b10]);
+        let e = m(r#"{"mode":"MPOL_BIND"}"#).unwrap_err();
+        assert!(
+            e.starts_with("linux.memoryPolicy.nodes: mode MPOL_BIND needs"),
+            "{e}"
+        );
+        let e = m(r#"{"mode":"MPOL_LOCAL","nodes":"0"}"#).unwrap_err();
+        assert!(e.contains("takes no nodes"), "{e}");
+        let e = m(r#"{"mode":"MPOL_INTERLEAVE","nodes":"0-x"}"#).unwrap_err();
+        assert!(
+            e.starts_with("linux.memoryPolicy.nodes: invalid node list"),
+            "{e}"
+        );
+        let e = m(r#"{"mode":"MPOL_INTERLEAVE","nodes":"2000"}"#).unwrap_err();
+        assert!(e.contains("nodes 0 to 1023"), "{e}");
+        assert_eq!(
+            m(r#"{"mode":"MPOL_PREFERRED"}"#).unwrap().nodemask,
+            Vec::<u64>::new()
+        );
+    }
+
+    #[test]
+    fn personalities() {
+        let p = |j: &str| personality(&serde_json::from_str(j).unwrap());
+        assert_eq!(p(r#"{"domain":"LINUX32"}"#).unwrap(), 8);
+        assert_eq!(p(r#"{"domain":"LINUX","flags":[]}"#).unwrap(), 0);
+        let e = p(r#"{"domain":"LINUX","flags":["ADDR_NO_RANDOMIZE"]}"#).unwrap_err();
+        assert!(e.starts_with("linux.personality.flags: "), "{e}");
     }
 
     #[test]

@@ -387,6 +387,23 @@ fn do_mount(
         if ro_later(m) {
             flags &= !libc::MS_RDONLY;
         }
+        // tmpcopyup: the directory under the new tmpfs, kept open to copy from once covered.
+        let below = if m.fstype == "tmpfs" && o.tmpcopyup {
+            Some(
+                nix::fcntl::open(
+                    &tpath,
+                    nix::fcntl::OFlag::O_RDONLY
+                        | nix::fcntl::OFlag::O_DIRECTORY
+                        | nix::fcntl::OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                // SAFETY: open returned a fresh descriptor that nothing else owns.
+                .map(|fd| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+                .map_err(|e| mount_err(m, &std::io::Error::from(e)))?,
+            )
+        } else {
+            None
+        };
         let r = sys::mount(Some(src), &tpath, Some(&m.fstype), flags, Some(&data));
         match r {
             Ok(()) => {}
@@ -408,7 +425,115 @@ fn do_mount(
             Err(e) => return Err(mount_err(m, &e)),
         }
         let mounted = open_in(root, &m.destination, libc::O_PATH).map_err(|e| mount_err(m, &e))?;
+        if let Some(below) = below {
+            let top = open_in(root, &m.destination, libc::O_RDONLY | libc::O_DIRECTORY)
+                .map_err(|e| mount_err(m, &e))?;
+            copy_up(&below, &top)
+                .map_err(|e| format!("mount {:?}: tmpcopyup: {}", m.destination, os_error(&e)))?;
+        }
         finish_mount(&mounted, m)?;
+    }
+    Ok(())
+}
+
+/// `tmpcopyup`: copy the tree of `src` (the directory a new tmpfs covers) into `dst` (the
+/// tmpfs), keeping modes, owners, symlinks and device nodes, as runc does. Every name is
+/// opened relative to its parent's descriptor without following symlinks.
+fn copy_up(src: &OwnedFd, dst: &OwnedFd) -> std::io::Result<()> {
+    use nix::fcntl::{openat, readlinkat, AtFlags, OFlag};
+    use nix::sys::stat::{fchmod, fstatat, mkdirat, mknodat, Mode, SFlag};
+    use nix::unistd::{fchown, fchownat, symlinkat, Gid, Uid};
+    let to_io = std::io::Error::from;
+    let own = |fd: RawFd| {
+        // SAFETY: `fd` was just returned by openat and is owned by nobody else.
+        unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
+    };
+    // Ownership the kernel cannot represent (unmapped in a user namespace) is left as is.
+    let chown_ok = |r: nix::Result<()>| match r {
+        Err(nix::errno::Errno::EINVAL) | Ok(()) => Ok(()),
+        Err(e) => Err(to_io(e)),
+    };
+    let dup = nix::unistd::dup(src.as_raw_fd()).map_err(to_io)?;
+    let mut dir = nix::dir::Dir::from_fd(dup).map_err(to_io)?;
+    for entry in dir.iter() {
+        let entry = entry.map_err(to_io)?;
+        let name = entry.file_name();
+        if name.to_bytes() == b"." || name.to_bytes() == b".." {
+            continue;
+        }
+        let st =
+            fstatat(Some(src.as_raw_fd()), name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(to_io)?;
+        let kind = st.st_mode & libc::S_IFMT;
+        let perm = Mode::from_bits_truncate(st.st_mode & 0o7777);
+        let (uid, gid) = (
+            Some(Uid::from_raw(st.st_uid)),
+            Some(Gid::from_raw(st.st_gid)),
+        );
+        let nofollow = OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        match kind {
+            libc::S_IFDIR => {
+                mkdirat(Some(dst.as_raw_fd()), name, Mode::from_bits_truncate(0o700))
+                    .map_err(to_io)?;
+                let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | nofollow;
+                let s =
+                    own(openat(Some(src.as_raw_fd()), name, flags, Mode::empty()).map_err(to_io)?);
+                let d =
+                    own(openat(Some(dst.as_raw_fd()), name, flags, Mode::empty()).map_err(to_io)?);
+                copy_up(&s, &d)?;
+                chown_ok(fchown(d.as_raw_fd(), uid, gid))?;
+                fchmod(d.as_raw_fd(), perm).map_err(to_io)?;
+            }
+            libc::S_IFREG => {
+                let s = own(openat(
+                    Some(src.as_raw_fd()),
+                    name,
+                    OFlag::O_RDONLY | nofollow,
+                    Mode::empty(),
+                )
+                .map_err(to_io)?);
+                let d = own(openat(
+                    Some(dst.as_raw_fd()),
+                    name,
+                    OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | nofollow,
+                    Mode::from_bits_truncate(0o600),
+                )
+                .map_err(to_io)?);
+                std::io::copy(
+                    &mut std::fs::File::from(s),
+                    &mut std::fs::File::from(d.try_clone()?),
+                )?;
+                chown_ok(fchown(d.as_raw_fd(), uid, gid))?;
+                fchmod(d.as_raw_fd(), perm).map_err(to_io)?;
+            }
+            libc::S_IFLNK => {
+                let target = readlinkat(Some(src.as_raw_fd()), name).map_err(to_io)?;
+                symlinkat(target.as_os_str(), Some(dst.as_raw_fd()), name).map_err(to_io)?;
+                chown_ok(fchownat(
+                    Some(dst.as_raw_fd()),
+                    name,
+                    uid,
+                    gid,
+                    AtFlags::AT_SYMLINK_NOFOLLOW,
+                ))?;
+            }
+            _ => {
+                mknodat(
+                    Some(dst.as_raw_fd()),
+                    name,
+                    SFlag::from_bits_truncate(kind),
+                    perm,
+                    st.st_rdev,
+                )
+                .map_err(to_io)?;
+                chown_ok(fchownat(
+                    Some(dst.as_raw_fd()),
+                    name,
+                    uid,
+                    gid,
+                    AtFlags::AT_SYMLINK_NOFOLLOW,
+                ))?;
+            }
+        }
     }
     Ok(())
 }

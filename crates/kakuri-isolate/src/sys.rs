@@ -480,6 +480,75 @@ pub fn sched_setattr(attr: &SchedAttr) -> io::Result<()> {
     cvt(unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &a as *const SchedAttr, 0) }).map(|_| ())
 }
 
+/// `set_mempolicy(mode, nodemask, maxnode)` for the calling thread (the whole process: it is
+/// single-threaded here).
+pub fn set_mempolicy(mode: libc::c_int, nodemask: &[u64]) -> io::Result<()> {
+    let ptr = if nodemask.is_empty() {
+        std::ptr::null()
+    } else {
+        nodemask.as_ptr()
+    };
+    // The kernel reads maxnode - 1 bits (as numactl passes it).
+    let maxnode = nodemask.len() as libc::c_ulong * 64 + 1;
+    // SAFETY: `ptr` is null or points to `nodemask`, which holds the maxnode - 1 bits read.
+    cvt(unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, ptr, maxnode) }).map(|_| ())
+}
+
+/// `clone3(2)` with `CLONE_INTO_CGROUP`: a child that starts in the cgroup2 directory `cgroup`
+/// and exits at once (a probe of the feature); returns its pid, to be reaped by the caller.
+///
+/// # Safety
+/// The calling process must be single-threaded (the child of a multi-threaded process may only
+/// call async-signal-safe functions; this one calls `_exit` only).
+pub unsafe fn clone3_into_cgroup(cgroup: BorrowedFd) -> io::Result<libc::pid_t> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup.as_raw_fd() as u64,
+        ..Default::default()
+    };
+    // SAFETY: `args` is a clone_args of the size given; without a stack the child runs on a
+    // copy of this one, as after fork, and only calls _exit (the caller is single-threaded).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if r == 0 {
+        // SAFETY: _exit is async-signal-safe and ends the child here.
+        unsafe { libc::_exit(0) };
+    }
+    cvt(r).map(|p| p as libc::pid_t)
+}
+
+/// `personality(persona)` for the calling process.
+pub fn personality(persona: libc::c_ulong) -> io::Result<()> {
+    // SAFETY: personality takes a plain value; it returns the previous persona or -1.
+    let r = unsafe { libc::personality(persona) };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `ioprio_set(IOPRIO_WHO_PROCESS, 0, ioprio)` for the calling process.
 pub fn ioprio_set(ioprio: i32) -> io::Result<()> {
     const IOPRIO_WHO_PROCESS: libc::c_int = 1;
@@ -505,13 +574,17 @@ pub fn sched_setaffinity(pid: libc::pid_t, cpus: &[usize]) -> io::Result<()> {
 
 /// A new, detached procfs instance (`fsopen` + `fsmount`): nothing can be mounted over it.
 pub fn fsmount_proc() -> io::Result<OwnedFd> {
+    // MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC; read-write, since sysctl and
+    // oom_score_adj are written through it.
+    fsmount_new(c"proc", 0x2 | 0x4 | 0x8)
+}
+
+/// A new, detached instance of filesystem `name` (`fsopen` + `fsmount`) with the
+/// `MOUNT_ATTR_*` flags `attrs`; it goes away with its last descriptor.
+pub fn fsmount_new(name: &std::ffi::CStr, attrs: libc::c_uint) -> io::Result<OwnedFd> {
     const FSOPEN_CLOEXEC: libc::c_uint = 1;
     const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
     const FSMOUNT_CLOEXEC: libc::c_uint = 1;
-    // MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC; read-write, since sysctl and
-    // oom_score_adj are written through it.
-    const ATTRS: libc::c_uint = 0x2 | 0x4 | 0x8;
-    let name = c"proc";
     // SAFETY: NUL-terminated name, integer flags.
     let fs = cvt(unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), FSOPEN_CLOEXEC) })?;
     // SAFETY: fsopen returned a fresh descriptor that nothing else owns.
@@ -529,7 +602,7 @@ pub fn fsmount_proc() -> io::Result<OwnedFd> {
     })?;
     // SAFETY: integer arguments on a valid fs-context descriptor.
     let m =
-        cvt(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, ATTRS) })?;
+        cvt(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) })?;
     // SAFETY: fsmount returned a fresh descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(m as RawFd) })
 }

@@ -87,6 +87,24 @@ pub fn parse_config(path: &Path, bytes: &[u8]) -> Result<oci::Spec, SpecError> {
             },
         });
     }
+    // runtime-spec 1.3's `freebsd` section is unknown to the spec library, which would drop it
+    // unseen: refused by name like the other platforms' (kakuri-container).
+    if contains(bytes, b"\"freebsd\"") {
+        let v: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| SpecError::Syntax {
+                path: path.to_path_buf(),
+                msg: e.to_string(),
+            })?;
+        if v.get("freebsd").is_some_and(|f| !f.is_null()) {
+            return Err(SpecError::Invalid {
+                path: path.to_path_buf(),
+                source: ValidationError {
+                    field: "freebsd".into(),
+                    msg: "a section for another platform; kakuri runs Linux containers only".into(),
+                },
+            });
+        }
+    }
     from_json_dropping_unknown_caps(bytes, "/process/capabilities").map_err(|e| {
         if e.inner.is_syntax() || e.inner.is_eof() || e.path == "." {
             SpecError::Syntax {
@@ -138,6 +156,31 @@ pub fn from_json_dropping_unknown_caps<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
     caps: &str,
 ) -> Result<T, JsonError> {
+    // The spec library's names for two scheduler flags differ from runtime-spec's: rewrite the
+    // spec's names first (rare: only when the bytes mention them).
+    let fixed;
+    let bytes = if SPEC_SCHED_FLAGS
+        .iter()
+        .any(|(spec, _)| contains(bytes, spec.as_bytes()))
+    {
+        let sched = format!(
+            "{}scheduler/flags",
+            caps.strip_suffix("capabilities").unwrap_or("/")
+        );
+        let mut value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(JsonError::whole)?;
+        if let Some(serde_json::Value::Array(flags)) = value.pointer_mut(&sched) {
+            for f in flags.iter_mut() {
+                if let Some((_, lib)) = SPEC_SCHED_FLAGS.iter().find(|(s, _)| f == s) {
+                    *f = serde_json::Value::from(*lib);
+                }
+            }
+        }
+        fixed = serde_json::to_vec(&value).map_err(JsonError::whole)?;
+        &fixed[..]
+    } else {
+        bytes
+    };
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let in_caps = |e: &serde_path_to_error::Error<serde_json::Error>| {
         let prefix = format!("{}.", caps.trim_start_matches('/').replace('/', "."));
@@ -162,6 +205,19 @@ pub fn from_json_dropping_unknown_caps<T: serde::de::DeserializeOwned>(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// runtime-spec 1.3's names of `process.scheduler.flags` that oci-spec 0.10 spells otherwise
+/// (its `LinuxSchedulerFlag` derives them with SCREAMING_SNAKE_CASE: `SchedResetOnFork` gives
+/// `SCHED_RESET_ON_FORK`, `SchedFlagDLOverrun` gives `SCHED_FLAG_D_L_OVERRUN`), with the
+/// library's name. The other five flags match.
+const SPEC_SCHED_FLAGS: [(&str, &str); 2] = [
+    ("SCHED_FLAG_RESET_ON_FORK", "SCHED_RESET_ON_FORK"),
+    ("SCHED_FLAG_DL_OVERRUN", "SCHED_FLAG_D_L_OVERRUN"),
+];
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Remove from each capability set of a `capabilities` object the names that are not
@@ -334,5 +390,41 @@ mod os_error_tests {
         assert_eq!(super::os_error(&e), "no such file or directory");
         let e = std::io::Error::from_raw_os_error(13);
         assert_eq!(super::os_error(&e), "permission denied");
+    }
+}
+
+#[cfg(test)]
+mod sched_flag_tests {
+    use super::*;
+
+    /// runtime-spec's flag names parse (oci-spec 0.10 alone rejects two of them), in a config
+    /// and in an `exec --process` document, and map to the library's variants.
+    #[test]
+    fn spec_names_of_scheduler_flags() {
+        let all = r#"["SCHED_FLAG_RESET_ON_FORK","SCHED_FLAG_RECLAIM","SCHED_FLAG_DL_OVERRUN",
+            "SCHED_FLAG_KEEP_POLICY","SCHED_FLAG_KEEP_PARAMS","SCHED_FLAG_UTIL_CLAMP_MIN",
+            "SCHED_FLAG_UTIL_CLAMP_MAX"]"#;
+        let process = format!(
+            r#"{{"cwd":"/","args":["sh"],"user":{{"uid":0,"gid":0}},
+                "scheduler":{{"policy":"SCHED_OTHER","flags":{all}}}}}"#
+        );
+        let p: oci::Process = from_json_dropping_unknown_caps(process.as_bytes(), "/capabilities")
+            .unwrap_or_else(|e| panic!("{} {}", e.path, e.inner));
+        let flags = p.scheduler().as_ref().unwrap().flags().clone().unwrap();
+        use oci::LinuxSchedulerFlag as F;
+        assert_eq!(flags[0], F::SchedResetOnFork);
+        assert_eq!(flags[2], F::SchedFlagDLOverrun);
+        assert_eq!(flags.len(), 7);
+        let config = format!(r#"{{"ociVersion":"1.3.0","process":{process}}}"#);
+        let s = parse_config(Path::new("config.json"), config.as_bytes()).unwrap();
+        assert_eq!(s.process().as_ref().unwrap().scheduler(), p.scheduler());
+        // An annotation holding the same text is left alone.
+        let config =
+            r#"{"ociVersion":"1.3.0","annotations":{"a":"SCHED_FLAG_DL_OVERRUN"}}"#.to_string();
+        let s = parse_config(Path::new("config.json"), config.as_bytes()).unwrap();
+        assert_eq!(
+            s.annotations().as_ref().unwrap()["a"],
+            "SCHED_FLAG_DL_OVERRUN"
+        );
     }
 }

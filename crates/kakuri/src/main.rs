@@ -221,6 +221,16 @@ enum Cmd {
     },
     /// Print the features document (runtime-spec features.md)
     Features,
+    /// Report what this host can do for containers and, with --bundle, whether that bundle
+    /// can run here (exit status 1 when it cannot)
+    Check {
+        /// Bundle directory to check against this host
+        #[arg(short = 'b', long)]
+        bundle: Option<PathBuf>,
+        /// Output format
+        #[arg(short = 'f', long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+    },
     /// Update the resource limits of a container
     Update(Box<cgroup_cmds::UpdateArgs>),
     /// Print container events: resource statistics and OOM notifications
@@ -306,7 +316,9 @@ fn main() -> ExitCode {
     let root = match cli.root.clone() {
         Some(r) => r,
         // Neither `spec` nor `features` uses the state root: nothing is made for them.
-        None if matches!(cmd, Cmd::Spec { .. } | Cmd::Features) => PathBuf::from("/run/kakuri"),
+        None if matches!(cmd, Cmd::Spec { .. } | Cmd::Features | Cmd::Check { .. }) => {
+            PathBuf::from("/run/kakuri")
+        }
         None => match default_root() {
             Ok(r) => r,
             Err(e) => return finish(None, Err(e), log_to_file),
@@ -408,7 +420,23 @@ fn dispatch(rt: &Runtime, cmd: Cmd) -> (Option<&'static str>, Outcome) {
             None,
             print_json(&kakuri_container::features::features(), true, true),
         ),
+        Cmd::Check { bundle, format } => (None, check(bundle.as_deref(), &format)),
     }
+}
+
+/// `check`: the report on stdout; exit status 1 when the bundle cannot run on this host.
+fn check(bundle: Option<&std::path::Path>, format: &str) -> Outcome {
+    use kakuri_container::check;
+    let host = check::host();
+    let b = bundle.map(|d| check::bundle(d, &host));
+    let text = if format == "json" {
+        check::render_json(&host, b.as_ref())
+    } else {
+        check::render_text(&host, b.as_ref())
+    };
+    std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())
+        .map_err(|e| Error::io("write the report", e))?;
+    Ok(u8::from(b.is_some_and(|b| !b.runnable)))
 }
 
 fn print_json<T: serde::Serialize + ?Sized>(v: &T, pretty: bool, newline: bool) -> Outcome {
