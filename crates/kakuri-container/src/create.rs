@@ -587,6 +587,17 @@ impl Runtime {
             host_root: None,
         };
         first?;
+        if self.notify_socket.is_some() {
+            // runc's sd_notify pass-through: the state's notify directory is bound read-only
+            // at /run/notify, after the config's mounts, and the process is told so.
+            let dir = &undo.dir.as_ref().expect("state dir").path;
+            crate::notify::make_dir(dir)?;
+            mounts.extend(
+                rootfs::mount_plans(&[crate::notify::mount(dir)], &bundle.dir)
+                    .map_err(Error::msg)?,
+            );
+            crate::notify::set_env(&mut proc_plan.env);
+        }
         if let Some(holder) = st.rootfs_mount_holder {
             kakuri_isolate::hostmount::bind(&bundle.rootfs, root_propagation)
                 .map_err(Error::msg)?;

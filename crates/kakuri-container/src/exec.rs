@@ -427,7 +427,7 @@ impl Runtime {
             }
             None => None,
         };
-        crate::run::wait_forwarding(pid, master.as_ref())
+        crate::run::wait_forwarding(pid, master.as_ref(), None)
     }
 }
 
