@@ -92,6 +92,9 @@ impl Relay {
         let path = state_dir.join(DIR).join(SOCKET);
         let shown = path.display().to_string();
         let container = bind_long(&path).map_err(|e| sock_err("listen", &shown, "bind", &e))?;
+        container
+            .set_nonblocking(true)
+            .map_err(|e| Error::io(format!("listen unixgram {shown}"), e))?;
         let relay = Relay {
             container,
             path,
@@ -129,19 +132,25 @@ impl Relay {
         self.container.as_fd()
     }
 
-    /// Read one pending datagram; its READY line, if it has one.
+    /// Read the pending datagrams (without waiting) up to the first with a READY line, and
+    /// return that line.
     pub(crate) fn read_ready(&self) -> Option<Vec<u8>> {
         let mut buf = [0u8; 4096];
-        let n = match self.container.recv(&mut buf) {
-            Ok(n) => n,
-            Err(_) => return None,
-        };
-        // runc relays the first line of a datagram that starts with READY=; a READY line
-        // after other lines ("STATUS=...\nREADY=1") counts as well here.
-        buf[..n]
-            .split(|b| *b == b'\n')
-            .find(|l| l.starts_with(b"READY="))
-            .map(<[u8]>::to_vec)
+        loop {
+            let n = match self.container.recv(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return None,
+            };
+            // runc relays the first line of a datagram that starts with READY=; a READY line
+            // after other lines ("STATUS=...\nREADY=1") counts as well here.
+            if let Some(l) = buf[..n]
+                .split(|b| *b == b'\n')
+                .find(|l| l.starts_with(b"READY="))
+            {
+                return Some(l.to_vec());
+            }
+        }
     }
 
     /// Wait for the container's READY (or the end of the process `pid`) and relay it with
@@ -168,11 +177,11 @@ impl Relay {
             }
             let msg = fds[0].revents().is_some_and(|r| !r.is_empty());
             let gone = fds[1].revents().is_some_and(|r| !r.is_empty());
-            if msg {
+            if msg || gone {
+                // A READY sent just before the process exited still counts.
                 if let Some(line) = self.read_ready() {
                     return self.relay(&line, mainpid);
                 }
-                continue;
             }
             if gone {
                 log::debug!("notify: the container process {pid} exited before READY");

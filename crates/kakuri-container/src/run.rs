@@ -156,6 +156,21 @@ fn copy_winsize(master: &OwnedFd) {
     }
 }
 
+/// Relay the container's READY, if one is pending, with this process as MAINPID; whether
+/// one was.
+fn relay_ready(notify: Option<&crate::notify::Relay>) -> bool {
+    let Some(r) = notify else { return false };
+    let Some(line) = r.read_ready() else {
+        return false;
+    };
+    // SAFETY: getpid cannot fail.
+    let me = unsafe { libc::getpid() };
+    if let Err(e) = r.relay(&line, me) {
+        log::warn!("NOTIFY_SOCKET: {e}");
+    }
+    true
+}
+
 /// Wait for the process `pid`, forwarding signals and proxying the terminal `master`; with
 /// `notify`, the container's READY is relayed (once) with this process as MAINPID, as runc's
 /// foreground `run` does: it is the process the caller supervises.
@@ -237,16 +252,7 @@ pub(crate) fn wait_forwarding(
         let master_ready = poll_master && ready[1];
         let stdin_ready = poll_stdin && ready[2];
         if poll_notify.is_some() && ready.last() == Some(&true) {
-            if let Some(line) = notify.and_then(|r| r.read_ready()) {
-                notified = true;
-                if let Some(r) = notify {
-                    // SAFETY: getpid cannot fail.
-                    let me = unsafe { libc::getpid() };
-                    if let Err(e) = r.relay(&line, me) {
-                        log::warn!("NOTIFY_SOCKET: {e}");
-                    }
-                }
-            }
+            notified = relay_ready(notify);
         }
         if ready[0] {
             while let Ok(Some(si)) = sfd.read_signal() {
@@ -285,6 +291,10 @@ pub(crate) fn wait_forwarding(
                 }
             }
         }
+    }
+    // A READY the container sent just before it exited is still relayed.
+    if !notified {
+        relay_ready(notify);
     }
     let code = match code {
         Some(c) => c,
