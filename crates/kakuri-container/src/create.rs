@@ -130,6 +130,24 @@ pub(crate) fn check_preserve_fds(n: u32) -> Result<(), Error> {
     Ok(())
 }
 
+/// The container's cgroup2 directory opened `O_PATH|O_DIRECTORY`, for the init (or an exec'd
+/// process) to be cloned into; a directory that cannot be opened is only a debug note: the
+/// process is then placed through `cgroup.procs`, which reports the real error.
+pub(crate) fn open_cgroup2_dir(dir: &Path) -> Option<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)
+    {
+        Ok(f) => Some(OwnedFd::from(f)),
+        Err(e) => {
+            log::debug!("open {} for CLONE_INTO_CGROUP: {e}", dir.display());
+            None
+        }
+    }
+}
+
 /// A create in progress: what to undo if it fails.
 struct Undo<'a> {
     dir: Option<ContainerDir>,
@@ -212,7 +230,13 @@ struct Parent<'a> {
 }
 
 impl ParentSteps for Parent<'_> {
-    fn placed(&mut self, pid: i32) -> Result<(), String> {
+    fn placed(&mut self, pid: i32, in_cgroup2: bool) -> Result<(), String> {
+        if in_cgroup2 {
+            return self
+                .cgroup
+                .add_task_except_unified(pid)
+                .map_err(|e| e.to_string());
+        }
         self.cgroup.add_task(pid).map_err(|e| e.to_string())
     }
 
@@ -744,6 +768,7 @@ impl Runtime {
             exec_fifo: Some(OwnedFd::from(fifo)),
             exec_status: Some(OwnedFd::from(exec_status)),
             close_in_child: undo.dir.iter().map(|d| d.lock_fd()).collect(),
+            cgroup2_dir: cgroup.unified_path().and_then(open_cgroup2_dir),
         };
         let hooks = st.hooks.clone();
         let init = Init {
