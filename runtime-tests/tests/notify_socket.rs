@@ -12,6 +12,7 @@
 
 use std::io::IoSliceMut;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -442,6 +443,60 @@ fn start_without_notify_dir_fails_as_runc() {
         sock.display()
     ));
     assert_eq!(c.status(), "created");
+    drop(c);
+    env.finish();
+}
+
+#[test]
+fn rootless_run_detached_relays_ready() {
+    // The unprivileged user of rootless.rs (made by runtime-tests/setup-rootless-user).
+    let env = TestEnv::new().as_user("kakuri-rl");
+    let u = env.rt().user().expect("a rootless env").clone();
+    let sock = env.dir().join("caller.sock");
+    let caller = Caller::bind(&sock);
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    // A bundle from `spec --rootless` run as the user, with the gate and the helper.
+    let spec_dir = env.dir().join("spec");
+    std::fs::create_dir(&spec_dir).expect("mkdir spec");
+    std::os::unix::fs::chown(&spec_dir, Some(u.uid), Some(u.gid)).expect("chown");
+    let mut cmd = Command::new(runtime_bin());
+    cmd.args(["spec", "--rootless", "--bundle"]).arg(&spec_dir);
+    u.apply(&mut cmd);
+    let out = cmd.output().expect("spec --rootless");
+    assert!(out.status.success(), "{out:?}");
+    let (mut b, gate) = notify_bundle(&env, "exec sleep 1000");
+    std::os::unix::fs::chown(&gate, Some(u.uid), Some(u.gid)).expect("chown gate");
+    let mut cfg = read_json(&spec_dir.join("config.json"));
+    cfg["process"] = b.config()["process"].clone();
+    cfg["process"]["user"] = serde_json::json!({"uid": 0, "gid": 0});
+    cfg["root"] = serde_json::json!({"path": "rootfs", "readonly": false});
+    let gate_mount = b.config()["mounts"]
+        .as_array()
+        .and_then(|m| m.last().cloned())
+        .expect("the gate mount");
+    cfg["mounts"]
+        .as_array_mut()
+        .expect("mounts")
+        .push(gate_mount);
+    *b.config_mut() = cfg;
+    std::fs::write(gate.join("go"), "").expect("gate open from the start");
+    let id = env.new_id();
+    b.write();
+    let mut cmd = env.rt().cmd(&["run", "-d", "--bundle"]);
+    cmd.arg(b.dir()).arg(&id).env("NOTIFY_SOCKET", &caller.addr);
+    let out = env.rt().spawn_in(cmd, b.dir()).wait(CMD_TIMEOUT);
+    out.ok();
+    let c = env.container(&id, &out);
+    assert_relayed(&caller, c.pid());
+    wait_file(&gate.join("sent"), "");
+    assert_eq!(
+        std::fs::read_to_string(gate.join("env"))
+            .expect("env")
+            .trim(),
+        "/run/notify/notify.sock"
+    );
+    c.delete(true).ok();
+    assert!(!state_dir(&env, &id).exists(), "state left after delete");
     drop(c);
     env.finish();
 }
