@@ -449,3 +449,31 @@ fn rootless_run_detached_relays_ready() {
     drop(c);
     env.finish();
 }
+
+#[test]
+fn container_without_mount_namespace_leaves_no_mount() {
+    // The /run/notify bind is then made in the runtime's mount namespace, under the rootfs.
+    if is_runc() {
+        eprintln!(
+            "SKIP container_without_mount_namespace_leaves_no_mount: runc refuses such a \
+             container (\"unable to restrict sys entries without a private MNT namespace\")"
+        );
+        return;
+    }
+    let env = TestEnv::new();
+    let caller = Caller::bind(&env.dir().join("caller.sock"));
+    let (mut b, gate) = notify_bundle(&env, "exec sleep 1000");
+    b.remove_namespace("mount");
+    std::fs::write(gate.join("go"), "").expect("gate open from the start");
+    let id = env.new_id();
+    b.write();
+    let mut cmd = env.rt().cmd(&["run", "-d", "--bundle"]);
+    cmd.arg(b.dir()).arg(&id).env("NOTIFY_SOCKET", &caller.addr);
+    let out = env.rt().spawn_in(cmd, b.dir()).wait(CMD_TIMEOUT);
+    out.ok();
+    let c = env.container(&id, &out);
+    assert_relayed(&caller, c.pid());
+    c.delete(true).ok();
+    drop(c);
+    env.finish();
+}
