@@ -1610,6 +1610,67 @@ pub fn line_set(text: &str) -> BTreeSet<String> {
     text.split_whitespace().map(|s| s.to_string()).collect()
 }
 
+// ---------------------------------------------------------------------------------------------
+// sd_notify helper
+
+/// Sends its arguments, joined by newlines, as one datagram to `$NOTIFY_SOCKET` (`@name`:
+/// abstract), as sd_notify(3) does.
+pub const SDNOTIFY_C: &str = r#"
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+int main(int argc, char **argv) {
+    const char *path = getenv("NOTIFY_SOCKET");
+    if (!path || argc < 2) { fprintf(stderr, "sdnotify: no NOTIFY_SOCKET or message\n"); return 2; }
+    struct sockaddr_un a;
+    memset(&a, 0, sizeof a);
+    a.sun_family = AF_UNIX;
+    size_t n = strlen(path);
+    if (n >= sizeof a.sun_path) return 2;
+    memcpy(a.sun_path, path, n);
+    if (a.sun_path[0] == '@') a.sun_path[0] = 0;
+    char buf[4096];
+    size_t len = 0;
+    for (int i = 1; i < argc; i++) {
+        size_t l = strlen(argv[i]);
+        if (len + l + 1 > sizeof buf) return 2;
+        if (i > 1) buf[len++] = '\n';
+        memcpy(buf + len, argv[i], l);
+        len += l;
+    }
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || sendto(fd, buf, len, 0, (struct sockaddr *)&a,
+                         offsetof(struct sockaddr_un, sun_path) + n) < 0) {
+        fprintf(stderr, "sdnotify: %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+"#;
+
+/// Compile [`SDNOTIFY_C`] statically into `dst` (gcc is part of the test host's setup), with its
+/// source written in `scratch`.
+pub fn build_sdnotify(dst: &Path, scratch: &Path) {
+    let src = scratch.join(format!("sdnotify-{}.c", unique_id()));
+    fs::write(&src, SDNOTIFY_C).expect("write sdnotify.c");
+    let out = Command::new("cc")
+        .args(["-static", "-O1", "-o"])
+        .arg(dst)
+        .arg(&src)
+        .output()
+        .expect("run cc (install gcc)");
+    let _ = fs::remove_file(&src);
+    assert!(
+        out.status.success(),
+        "cc -static sdnotify.c: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

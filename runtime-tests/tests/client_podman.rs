@@ -9,7 +9,7 @@
 
 mod clients_common;
 
-use clients_common::{client_test, pids_with_cmdline, run_cmd, Kind, IMAGE};
+use clients_common::{client_test, pids_with_cmdline, run_cmd, wait_until, Kind, IMAGE};
 use std::process::Command;
 use std::time::Duration;
 
@@ -103,6 +103,79 @@ fn configured_runtime_name_and_json_log_format() {
                 conmon[0]
             );
             removed.ok();
+        },
+    );
+}
+
+/// `podman run --sdnotify=container` with a notify socket the test owns (as systemd's for a
+/// `Type=notify` unit): the container's READY, sent only once the test opens a gate, reaches
+/// that socket through kakuri's pass-through (and conmon's relay).
+#[test]
+fn sdnotify_container_relays_ready() {
+    client_test(
+        Kind::Podman,
+        TESTS,
+        "sdnotify_container_relays_ready",
+        |h| {
+            use std::os::unix::net::UnixDatagram;
+            let helper = h.scratch("sdnotify-bin");
+            kakuri_runtime_tests::build_sdnotify(&helper.join("sdnotify"), &h.dir);
+            let gate = h.scratch("sdnotify-gate");
+            let sock_path = h.scratch("sdnotify-sock").join("notify.sock");
+            let sock = UnixDatagram::bind(&sock_path).expect("bind the notify socket");
+            sock.set_read_timeout(Some(Duration::from_millis(200)))
+                .expect("timeout");
+            let name = h.name("sdnotify");
+            let mut run = h.podman();
+            run.env("NOTIFY_SOCKET", &sock_path)
+            .args(["run", "-d", "--sdnotify=container", "--name", &name])
+            .args(["--network", "none"])
+            .arg(format!("--cgroup-parent=/{}", h.cgroup_parent))
+            .arg("-v")
+            .arg(format!("{}:/helper:ro", helper.display()))
+            .arg("-v")
+            .arg(format!("{}:/gate", gate.display()))
+            .args([
+                IMAGE,
+                "sh",
+                "-c",
+                "echo $NOTIFY_SOCKET > /gate/env; while [ ! -e /gate/go ]; do usleep 10000; done; \
+                 /helper/sdnotify READY=1 && touch /gate/sent; exec sleep 1000",
+            ]);
+            let t = Duration::from_secs(90);
+            let started = run_cmd(run, None, t);
+            let mut got: Vec<String> = Vec::new();
+            let mut buf = [0u8; 4096];
+            let mut recv = |got: &mut Vec<String>| {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    got.push(String::from_utf8_lossy(&buf[..n]).trim_end().to_string());
+                }
+            };
+            let ready = |got: &[String]| got.iter().any(|m| m == "READY=1");
+            // The container is up (it wrote its NOTIFY_SOCKET), the gate is closed: no READY.
+            wait_until(30, "the container to start", || gate.join("env").exists());
+            let end = std::time::Instant::now() + Duration::from_millis(500);
+            while std::time::Instant::now() < end {
+                recv(&mut got);
+            }
+            let before = got.clone();
+            std::fs::write(gate.join("go"), "").expect("open the gate");
+            let end = std::time::Instant::now() + Duration::from_secs(30);
+            while !ready(&got) && std::time::Instant::now() < end {
+                recv(&mut got);
+            }
+            let env_seen = std::fs::read_to_string(gate.join("env")).unwrap_or_default();
+            let mut rm = h.podman();
+            rm.args(["rm", "-f", "-t", "0", &name]);
+            let removed = run_cmd(rm, None, t);
+            started.ok();
+            removed.ok();
+            assert!(
+                !ready(&before),
+                "READY before the container sent it: {before:?}"
+            );
+            assert!(ready(&got), "no READY=1 reached the socket: {got:?}");
+            assert_eq!(env_seen.trim(), "/run/notify/notify.sock");
         },
     );
 }

@@ -398,6 +398,15 @@ impl Manager {
         Ok(())
     }
 
+    /// [`Manager::add_task`] for a process that already is in the cgroup2 directory (cloned
+    /// there with `CLONE_INTO_CGROUP`): only the v1 hierarchies are left (none on a v2 host).
+    pub fn add_task_except_unified(&self, pid: i32) -> Result<(), CgroupError> {
+        for h in &self.v1 {
+            Self::add_task_to(pid, &h.path)?;
+        }
+        Ok(())
+    }
+
     /// Move `pid` into the cgroup directory `dir` (one of [`Manager::dirs`], or a cgroup below
     /// one: `exec --cgroup`).
     pub fn add_task_to(pid: i32, dir: &Path) -> Result<(), CgroupError> {

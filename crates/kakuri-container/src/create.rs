@@ -203,6 +203,24 @@ fn warn_v1_only(r: &oci::LinuxResources) {
     }
 }
 
+/// The container's cgroup2 directory opened `O_PATH|O_DIRECTORY`, for the init (or an exec'd
+/// process) to be cloned into; a directory that cannot be opened is only a debug note: the
+/// process is then placed through `cgroup.procs`, which reports the real error.
+pub(crate) fn open_cgroup2_dir(dir: &Path) -> Option<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)
+    {
+        Ok(f) => Some(OwnedFd::from(f)),
+        Err(e) => {
+            log::debug!("open {} for CLONE_INTO_CGROUP: {e}", dir.display());
+            None
+        }
+    }
+}
+
 /// A create in progress: what to undo if it fails.
 struct Undo<'a> {
     dir: Option<ContainerDir>,
@@ -289,8 +307,14 @@ struct Parent<'a> {
 }
 
 impl ParentSteps for Parent<'_> {
-    fn placed(&mut self, pid: i32) -> Result<(), String> {
-        self.cgroup.add_task(pid).map_err(|e| e.to_string())?;
+    fn placed(&mut self, pid: i32, in_cgroup2: bool) -> Result<(), String> {
+        if in_cgroup2 {
+            self.cgroup
+                .add_task_except_unified(pid)
+                .map_err(|e| e.to_string())?;
+        } else {
+            self.cgroup.add_task(pid).map_err(|e| e.to_string())?;
+        }
         if let Some(p) = self.rdt {
             crate::resctrl::apply(p, pid, &mut self.rdt_made)?;
         }
@@ -713,6 +737,17 @@ impl Runtime {
             host_root: None,
         };
         first?;
+        if self.notify_socket.is_some() {
+            // runc's sd_notify pass-through: the state's notify directory is bound read-only
+            // at /run/notify, after the config's mounts, and the process is told so.
+            let dir = &undo.dir.as_ref().expect("state dir").path;
+            crate::notify::make_dir(dir)?;
+            mounts.extend(
+                rootfs::mount_plans(&[crate::notify::mount(dir)], &bundle.dir)
+                    .map_err(Error::msg)?,
+            );
+            crate::notify::set_env(&mut proc_plan.env);
+        }
         if let Some(holder) = st.rootfs_mount_holder {
             kakuri_isolate::hostmount::bind(&bundle.rootfs, root_propagation)
                 .map_err(Error::msg)?;
@@ -859,6 +894,7 @@ impl Runtime {
             exec_fifo: Some(OwnedFd::from(fifo)),
             exec_status: Some(OwnedFd::from(exec_status)),
             close_in_child: undo.dir.iter().map(|d| d.lock_fd()).collect(),
+            cgroup2_dir: cgroup.unified_path().and_then(open_cgroup2_dir),
         };
         let hooks = st.hooks.clone();
         let init = Init {

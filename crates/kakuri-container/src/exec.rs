@@ -279,13 +279,19 @@ fn exec_cgroup_dirs(
 struct ExecParent<'a> {
     /// The cgroup directories to put the process in, one per hierarchy.
     cgroup_dirs: Vec<PathBuf>,
+    /// Which of them is the cgroup2 one, if any.
+    cgroup2: Option<usize>,
     state: &'a crate::State,
     status: &'static str,
 }
 
 impl ParentSteps for ExecParent<'_> {
-    fn placed(&mut self, pid: i32) -> Result<(), String> {
-        for dir in &self.cgroup_dirs {
+    fn placed(&mut self, pid: i32, in_cgroup2: bool) -> Result<(), String> {
+        for (i, dir) in self.cgroup_dirs.iter().enumerate() {
+            if in_cgroup2 && Some(i) == self.cgroup2 {
+                // Cloned into it (CLONE_INTO_CGROUP).
+                continue;
+            }
             kakuri_cgroups::Manager::add_task_to(pid, dir).map_err(|e| e.to_string())?;
         }
         Ok(())
@@ -332,6 +338,9 @@ impl Runtime {
                 "exec failed: unable to start container process: {e}"
             ))
         })?;
+        // exec_cgroup_dirs follows the order of dirs(): the hierarchy without v1 controllers
+        // is the cgroup2 one.
+        let cgroup2 = st.cgroup.dirs().iter().position(|(c, _)| c.is_empty());
         let spec = exec_process(o, st.process.as_ref())?;
         let mut plan_proc = ProcessPlan::from_spec(&spec).map_err(Error::msg)?;
         plan_proc
@@ -390,6 +399,9 @@ impl Runtime {
             console_socket,
             preserve_fds: o.preserve_fds,
             close_in_child: dir.iter().map(|d| d.lock_fd()).collect(),
+            cgroup2_dir: cgroup2
+                .and_then(|i| cgroup_dirs.get(i))
+                .and_then(|d| crate::create::open_cgroup2_dir(d)),
         };
         let init = Init {
             state: &st,
@@ -399,6 +411,7 @@ impl Runtime {
         };
         let mut parent = ExecParent {
             cgroup_dirs,
+            cgroup2,
             state: &st,
             status: status.as_str(),
         };
@@ -430,7 +443,7 @@ impl Runtime {
             }
             None => None,
         };
-        crate::run::wait_forwarding(pid, master.as_ref())
+        crate::run::wait_forwarding(pid, master.as_ref(), None)
     }
 }
 

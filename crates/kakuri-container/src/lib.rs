@@ -11,6 +11,7 @@ pub mod events;
 pub mod exec;
 pub mod features;
 pub mod hooks;
+pub mod notify;
 pub mod resctrl;
 pub mod rootless;
 mod run;
@@ -61,6 +62,9 @@ pub struct Runtime {
     pub drop_ungrantable_caps: bool,
     /// `--rootless` and what it decided (see [`rootless::Rootless::cgroups`]).
     pub rootless: rootless::Rootless,
+    /// The caller's sd_notify socket (`NOTIFY_SOCKET` of the runtime's environment): the
+    /// container gets a socket of its own whose READY is relayed there ([`notify`]).
+    pub notify_socket: Option<String>,
 }
 
 /// The environment variable that sets [`Runtime::drop_ungrantable_caps`].
@@ -205,6 +209,7 @@ impl Runtime {
             systemd_cgroup: false,
             drop_ungrantable_caps: false,
             rootless: rootless::Rootless::default(),
+            notify_socket: None,
         }
     }
 
@@ -281,7 +286,23 @@ impl Runtime {
                 ))
             }
         }
-        start_created(&dir.path, &st)
+        let Some(host) = &self.notify_socket else {
+            return start_created(&dir.path, &st);
+        };
+        // As runc: the container's socket is bound now (the container could not send before
+        // it runs) and the caller's reached; unlike runc, before the container starts, so a
+        // caller socket that cannot be reached leaves the container created, not running
+        // with nobody to hear it.
+        let mut relay = notify::Relay::bind(&dir.path)?;
+        if let Err(e) = relay.connect(host) {
+            relay.unlink();
+            return Err(e);
+        }
+        start_created(&dir.path, &st)?;
+        // The lock is not held while waiting: the container may be killed or deleted
+        // meanwhile, which ends the wait.
+        drop(dir);
+        relay.wait_and_relay(st.pid, st.pid)
     }
 
     /// `kill ID SIGNAL [--all]`.

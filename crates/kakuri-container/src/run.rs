@@ -33,6 +33,25 @@ impl Runtime {
     pub fn run(&self, o: &CreateOptions, detach: bool, keep: bool) -> Result<i32, Error> {
         let created = self.create_inner(o, !detach)?;
         let (pid, console) = (created.pid, created.console);
+        // sd_notify pass-through: bound before the container starts, as runc does for `run`.
+        // A caller socket that cannot be reached only means nothing is relayed (runc ignores
+        // that error for `run`).
+        let relay = match &self.notify_socket {
+            None => None,
+            Some(host) => match crate::notify::Relay::bind(&created.dir.path) {
+                Ok(mut r) => {
+                    if let Err(e) = r.connect(host) {
+                        log::warn!("NOTIFY_SOCKET: {e}: READY will not be relayed");
+                    }
+                    Some(r)
+                }
+                Err(e) => {
+                    drop(created.dir);
+                    let _ = self.delete(&o.id, true);
+                    return Err(e);
+                }
+            },
+        };
         // Started under the lock create took, from the state it wrote.
         let started = crate::start_created(&created.dir.path, &created.state);
         drop(created.dir);
@@ -41,13 +60,18 @@ impl Runtime {
             return Err(e);
         }
         if detach {
+            // As runc: `run -d` returns once the container is READY (or gone), with the
+            // container's init as MAINPID.
+            if let Some(Err(e)) = relay.as_ref().map(|r| r.wait_and_relay(pid, pid)) {
+                log::warn!("NOTIFY_SOCKET: {e}");
+            }
             return Ok(0);
         }
         let master = match console {
             Some(sock) => Some(recv_fd(&sock).map_err(|e| Error::io("receive the console", e))?),
             None => None,
         };
-        let code = wait_forwarding(pid, master.as_ref());
+        let code = wait_forwarding(pid, master.as_ref(), relay.as_ref());
         let code = match code {
             Ok(c) => c,
             Err(e) => {
@@ -132,7 +156,29 @@ fn copy_winsize(master: &OwnedFd) {
     }
 }
 
-pub(crate) fn wait_forwarding(pid: i32, master: Option<&OwnedFd>) -> Result<i32, Error> {
+/// Relay the container's READY, if one is pending, with this process as MAINPID; whether
+/// one was.
+fn relay_ready(notify: Option<&crate::notify::Relay>) -> bool {
+    let Some(r) = notify else { return false };
+    let Some(line) = r.read_ready() else {
+        return false;
+    };
+    // SAFETY: getpid cannot fail.
+    let me = unsafe { libc::getpid() };
+    if let Err(e) = r.relay(&line, me) {
+        log::warn!("NOTIFY_SOCKET: {e}");
+    }
+    true
+}
+
+/// Wait for the process `pid`, forwarding signals and proxying the terminal `master`; with
+/// `notify`, the container's READY is relayed (once) with this process as MAINPID, as runc's
+/// foreground `run` does: it is the process the caller supervises.
+pub(crate) fn wait_forwarding(
+    pid: i32,
+    master: Option<&OwnedFd>,
+    notify: Option<&crate::notify::Relay>,
+) -> Result<i32, Error> {
     let child = Pid::from_raw(pid);
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
@@ -149,6 +195,7 @@ pub(crate) fn wait_forwarding(pid: i32, master: Option<&OwnedFd>) -> Result<i32,
         RawMode::enable()
     });
     let mut stdin_open = master.is_some();
+    let mut notified = false;
     let mut code = None;
     let mut buf = vec![0u8; 32 * 1024];
     let mut master_file = match master {
@@ -181,6 +228,10 @@ pub(crate) fn wait_forwarding(pid: i32, master: Option<&OwnedFd>) -> Result<i32,
         if poll_stdin {
             fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
         }
+        let poll_notify = notify.filter(|_| !notified && code.is_none());
+        if let Some(r) = poll_notify {
+            fds.push(PollFd::new(r.fd(), PollFlags::POLLIN));
+        }
         // Once the process is gone, drain what is left of its output and stop.
         let timeout = if code.is_some() {
             PollTimeout::ZERO
@@ -200,6 +251,9 @@ pub(crate) fn wait_forwarding(pid: i32, master: Option<&OwnedFd>) -> Result<i32,
         drop(fds);
         let master_ready = poll_master && ready[1];
         let stdin_ready = poll_stdin && ready[2];
+        if poll_notify.is_some() && ready.last() == Some(&true) {
+            notified = relay_ready(notify);
+        }
         if ready[0] {
             while let Ok(Some(si)) = sfd.read_signal() {
                 let signo = si.ssi_signo as i32;
@@ -237,6 +291,10 @@ pub(crate) fn wait_forwarding(pid: i32, master: Option<&OwnedFd>) -> Result<i32,
                 }
             }
         }
+    }
+    // A READY the container sent just before it exited is still relayed.
+    if !notified {
+        relay_ready(notify);
     }
     let code = match code {
         Some(c) => c,

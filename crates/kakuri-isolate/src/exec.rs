@@ -5,7 +5,7 @@
 //! waits until the parent has put it in the container's cgroup, then applies the process spec
 //! and execs. One fork, no re-exec, as for `create`.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use kakuri_spec::os_error;
@@ -26,6 +26,9 @@ pub struct ExecPlan {
     pub preserve_fds: u32,
     /// Descriptors of the runtime the child must not keep.
     pub close_in_child: Vec<std::os::fd::RawFd>,
+    /// The cgroup2 directory the process goes to (`O_PATH|O_DIRECTORY`): it is cloned straight
+    /// into it where the kernel can (see [`crate::clone_child`]).
+    pub cgroup2_dir: Option<OwnedFd>,
 }
 
 fn flag_of(name: &str) -> libc::c_int {
@@ -145,7 +148,9 @@ pub fn spawn_exec(
         (None, None)
     };
     // SAFETY: kakuri is single-threaded (see `spawn`).
-    let forked = unsafe { sys::fork_clone(0) };
+    let forked = unsafe { crate::clone_child(0, plan.cgroup2_dir.as_ref().map(|f| f.as_fd())) };
+    let in_cgroup2 = matches!(forked, Ok((_, true)));
+    let forked = forked.map(|(f, _)| f);
     if !matches!(forked, Ok(sys::Forked::Child)) {
         undo(&mut restore);
     }
@@ -154,8 +159,10 @@ pub fn spawn_exec(
             drop(pch);
             drop(restore);
             drop(pid_rd);
-            for fd in &plan.close_in_child {
-                // SAFETY: the parent's descriptors, unused by this child.
+            let cg = plan.cgroup2_dir.as_ref().map(|f| f.as_raw_fd());
+            for fd in plan.close_in_child.iter().chain(cg.iter()) {
+                // SAFETY: the parent's descriptors (the state lock, the cgroup directory),
+                // unused by this child, which never returns to drop their owners.
                 unsafe { libc::close(*fd) };
             }
             let r = match pid_wr {
@@ -198,7 +205,7 @@ pub fn spawn_exec(
         }
     };
     let result = (|| {
-        parent.placed(pid)?;
+        parent.placed(pid, in_cgroup2)?;
         pch.send(&Msg::Go).map_err(|e| format!("sync: {e}"))?;
         // After Ready the process loads its filter (with noNewPrivileges) and execs: its end
         // of the channel is close-on-exec, so end-of-file then means it has exec'd (or died

@@ -49,7 +49,7 @@ mod usermaps;
 
 use std::ffi::CString;
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use kakuri_spec::oci::{self, LinuxNamespaceType};
@@ -156,6 +156,44 @@ pub struct InitPlan {
     /// Descriptors of the runtime that the init must not keep (e.g. the state directory lock,
     /// which would otherwise stay held for the container's whole life).
     pub close_in_child: Vec<std::os::fd::RawFd>,
+    /// The container's cgroup2 directory (`O_PATH|O_DIRECTORY`): the init is cloned straight
+    /// into it where the kernel can ([`clone_child`]); [`ParentSteps::placed`] is told.
+    pub cgroup2_dir: Option<OwnedFd>,
+}
+
+/// The environment variable that, set to `0`, turns `CLONE_INTO_CGROUP` off (the child is then
+/// always moved into its cgroup2 directory through `cgroup.procs`): for tests of that path.
+pub const CLONE_INTO_CGROUP_ENV: &str = "KAKURI_CLONE_INTO_CGROUP";
+
+/// Clone a child of the runtime (fork semantics, `flags` as [`sys::fork_clone`]), straight into
+/// the cgroup2 directory `cgroup` when one is given and the kernel takes it (`clone3` with
+/// `CLONE_INTO_CGROUP`, Linux 5.7); any error of that falls back to a plain clone, as runc
+/// does for exec. Returns which side this is, and whether the child started in `cgroup`.
+///
+/// # Safety
+/// As [`sys::fork_clone`]: the caller must be single-threaded.
+pub(crate) unsafe fn clone_child(
+    flags: libc::c_int,
+    cgroup: Option<BorrowedFd>,
+) -> std::io::Result<(sys::Forked, bool)> {
+    let off = std::env::var_os(CLONE_INTO_CGROUP_ENV).is_some_and(|v| v == "0");
+    if let Some(fd) = cgroup.filter(|_| !off) {
+        // SAFETY: the caller is single-threaded (this function's contract).
+        match unsafe { sys::fork_clone_into_cgroup(flags, fd) } {
+            Ok(sys::Forked::Child) => return Ok((sys::Forked::Child, true)),
+            Ok(parent) => {
+                log::debug!("clone3: child started in its cgroup2 directory (CLONE_INTO_CGROUP)");
+                return Ok((parent, true));
+            }
+            Err(e) => log::debug!(
+                "clone3 with CLONE_INTO_CGROUP failed ({e}): plain clone, then cgroup.procs"
+            ),
+        }
+    } else if off && cgroup.is_some() {
+        log::debug!("{CLONE_INTO_CGROUP_ENV}=0: plain clone, then cgroup.procs");
+    }
+    // SAFETY: the caller is single-threaded (this function's contract).
+    unsafe { sys::fork_clone(flags) }.map(|f| (f, false))
 }
 
 /// Steps of the container's init that belong to other crates (hooks, seccomp); they run in the
@@ -178,8 +216,10 @@ pub trait InitSteps {
 
 /// Steps of `create` that run in the runtime (parent) process.
 pub trait ParentSteps {
-    /// The child exists (host pid): put it in its cgroups.
-    fn placed(&mut self, pid: i32) -> Result<(), String>;
+    /// The child exists (host pid): put it in its cgroups. With `in_cgroup2` it was cloned
+    /// into its cgroup2 directory already (CLONE_INTO_CGROUP): only the v1 hierarchies (of a
+    /// hybrid host) are left.
+    fn placed(&mut self, pid: i32, in_cgroup2: bool) -> Result<(), String>;
     /// Mounts are done, pivot_root is next: run the createRuntime and prestart hooks.
     fn create_runtime(&mut self, pid: i32) -> Result<(), String>;
     /// The process `pid` loaded a seccomp filter with a notify listener: hand `listener` to
@@ -488,7 +528,9 @@ pub fn spawn(
         flags &= !libc::CLONE_NEWPID;
     }
     // SAFETY: kakuri is single-threaded here (documented contract of this function).
-    let forked = unsafe { sys::fork_clone(flags) };
+    let forked = unsafe { clone_child(flags, plan.cgroup2_dir.as_ref().map(|f| f.as_fd())) };
+    let in_cgroup2 = matches!(forked, Ok((_, true)));
+    let forked = forked.map(|(f, _)| f);
     if maps_by_owner && !matches!(forked, Ok(sys::Forked::Child)) {
         make_non_dumpable()?;
     }
@@ -568,7 +610,7 @@ pub fn spawn(
         pch.send(&Msg::Go)
             .map_err(|e| format!("sync with init: {e}"))?;
         // The child sets up what does not need its cgroups while the parent places it.
-        parent.placed(pid)?;
+        parent.placed(pid, in_cgroup2)?;
         // A child that failed meanwhile has closed its end: its error is read below.
         let _ = pch.send(&Msg::Placed);
         loop {

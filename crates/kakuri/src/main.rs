@@ -327,6 +327,7 @@ fn main() -> ExitCode {
     let mut rt = Runtime::new(root);
     rt.rootless = kakuri_container::rootless::Rootless::new(mode);
     rt.systemd_cgroup = cli.systemd_cgroup;
+    rt.notify_socket = kakuri_container::notify::host_socket_from_env();
     rt.drop_ungrantable_caps =
         std::env::var_os(kakuri_container::DROP_UNGRANTABLE_CAPS_ENV).is_some_and(|v| v == "1");
     let (prefix, outcome) = dispatch(&rt, cmd);
