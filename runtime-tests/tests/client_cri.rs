@@ -118,7 +118,7 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 /// the observations compared between the handlers) — the source of the table in
 /// docs/conformance.md.
 fn report_line(scenario: &str, handler: &str, obs: &Observed, verdict: &str) {
-    let Some(path) = std::env::var_os("KAKURI_CRI_REPORT") else {
+    let Some(path) = std::env::var_os("KAKURI_CRI_REPORT").filter(|p| !p.is_empty()) else {
         return;
     };
     let line = serde_json::json!({
@@ -1423,10 +1423,10 @@ fn pod_start_benchmark() {
             "CRI pod benchmark ({params:?}, runtime {}):\n{table}",
             h.kakuri.display()
         ));
-        if let Some(p) = std::env::var_os("KAKURI_CRI_BENCH_MD") {
+        if let Some(p) = std::env::var_os("KAKURI_CRI_BENCH_MD").filter(|p| !p.is_empty()) {
             fs::write(&p, &table).expect("KAKURI_CRI_BENCH_MD");
         }
-        if let Some(p) = std::env::var_os("KAKURI_CRI_BENCH_JSON") {
+        if let Some(p) = std::env::var_os("KAKURI_CRI_BENCH_JSON").filter(|p| !p.is_empty()) {
             let json = serde_json::to_string_pretty(&report.json()).expect("json");
             fs::write(&p, json).expect("KAKURI_CRI_BENCH_JSON");
         }
