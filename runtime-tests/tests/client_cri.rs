@@ -17,11 +17,14 @@ mod clients_common;
 mod cri_driver;
 
 use clients_common::{cgroup_dir, client_test, read_trim, Harness, Kind, CTR_IMAGE, PAUSE_IMAGE};
+use cri_driver::bench;
 use cri_driver::v1 as cri;
 use cri_driver::ws;
 use cri_driver::{Cri, KUBELET_MASKED_PATHS, KUBELET_READONLY_PATHS};
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
+use std::io::Write;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -56,10 +59,24 @@ fn test(name: &str, scenario: impl Fn(&Harness, &Cri, &str, &mut Observed)) {
     client_test(Kind::Cri, TESTS, name, |h| {
         let cri = cri_client(h);
         let mut seen: Vec<(&str, Observed)> = Vec::new();
+        let mut failed = None;
+        // Every handler runs even when one fails, so that the report (and the conformance
+        // table in docs/conformance.md made from it) shows both.
         for handler in HANDLERS {
             let mut obs = Observed::new();
-            scenario(h, cri, handler, &mut obs);
+            let result = catch_unwind(AssertUnwindSafe(|| scenario(h, cri, handler, &mut obs)));
+            let verdict = match &result {
+                Ok(()) => "pass".to_string(),
+                Err(p) => format!("FAIL: {}", panic_text(p.as_ref())),
+            };
+            report_line(name, handler, &obs, &verdict);
+            if let Err(p) = result {
+                failed.get_or_insert(p);
+            }
             seen.push((handler, obs));
+        }
+        if let Some(p) = failed {
+            resume_unwind(p);
         }
         if std::env::var_os("KAKURI_CRI_SHOW").is_some() {
             for (handler, obs) in &seen {
@@ -89,6 +106,35 @@ fn test(name: &str, scenario: impl Fn(&Harness, &Cri, &str, &mut Observed)) {
     });
 }
 
+/// The text of a panic payload (the assertion message).
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic".into())
+}
+
+/// With `KAKURI_CRI_REPORT=FILE`: appends one JSON line per scenario and handler (verdict,
+/// the observations compared between the handlers) — the source of the table in
+/// docs/conformance.md.
+fn report_line(scenario: &str, handler: &str, obs: &Observed, verdict: &str) {
+    let Some(path) = std::env::var_os("KAKURI_CRI_REPORT").filter(|p| !p.is_empty()) else {
+        return;
+    };
+    let line = serde_json::json!({
+        "scenario": scenario,
+        "handler": handler,
+        "verdict": verdict,
+        "observations": obs.keys().collect::<Vec<_>>(),
+    });
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", PathBuf::from(&path).display()));
+    writeln!(f, "{line}").expect("report line");
+}
+
 fn record(obs: &mut Observed, key: &str, value: impl ToString) {
     obs.insert(key.to_string(), value.to_string());
 }
@@ -110,6 +156,8 @@ struct Pod<'a> {
     /// `kubelet/pods/<uid>`: etc-hosts and volumes.
     dir: PathBuf,
     containers: Vec<(String, String)>,
+    /// Stopped and removed already ([`Pod::remove_timed`]): nothing left for drop.
+    removed: bool,
 }
 
 impl<'a> Pod<'a> {
@@ -120,6 +168,17 @@ impl<'a> Pod<'a> {
         name: &str,
         customize: impl FnOnce(&mut cri::PodSandboxConfig),
     ) -> Pod<'a> {
+        Pod::new_timed(h, cri, handler, name, customize).0
+    }
+
+    /// [`Pod::new`], and how long RunPodSandbox took.
+    fn new_timed(
+        h: &'a Harness,
+        cri: &'a Cri,
+        handler: &'a str,
+        name: &str,
+        customize: impl FnOnce(&mut cri::PodSandboxConfig),
+    ) -> (Pod<'a>, Duration) {
         let uid = h.name(&format!("{name}-{handler}"));
         let dir = h.dir.join("kubelet/pods").join(&uid);
         let log_dir = h
@@ -179,10 +238,12 @@ impl<'a> Pod<'a> {
             // namespace (runc and kakuri refuse a hostname without a private one).
             config.hostname.clear();
         }
+        let t = Instant::now();
         let id = ok(
             &format!("RunPodSandbox {name} ({handler})"),
             cri.run_pod_sandbox(&config, handler),
         );
+        let run_sandbox = t.elapsed();
         let pod = Pod {
             cri,
             handler,
@@ -191,6 +252,7 @@ impl<'a> Pod<'a> {
             config,
             dir,
             containers: Vec::new(),
+            removed: false,
         };
         // The kubelet's etc-hosts file, written once the pod has its address.
         let ip = pod.ip();
@@ -199,7 +261,7 @@ impl<'a> Pod<'a> {
             if ip.is_empty() { "127.0.1.1" } else { &ip }
         );
         fs::write(pod.dir.join("etc-hosts"), hosts).expect("etc-hosts");
-        pod
+        (pod, run_sandbox)
     }
 
     fn status(&self) -> cri::PodSandboxStatus {
@@ -413,10 +475,38 @@ impl<'a> Pod<'a> {
         );
         out
     }
+
+    /// The kubelet's teardown, each call required to succeed: StopContainer (grace period
+    /// `grace_secs`) of every container and StopPodSandbox, then RemoveContainer of each and
+    /// RemovePodSandbox. Returns how long the stops and the removals took.
+    fn remove_timed(&mut self, grace_secs: i64) -> (Duration, Duration) {
+        let t = Instant::now();
+        for (name, id) in &self.containers {
+            ok(
+                &format!("StopContainer {name} ({})", self.handler),
+                self.cri.stop_container(id, grace_secs),
+            );
+        }
+        ok("StopPodSandbox", self.cri.stop_pod_sandbox(&self.id));
+        let stop = t.elapsed();
+        let t = Instant::now();
+        for (name, id) in &self.containers {
+            ok(
+                &format!("RemoveContainer {name} ({})", self.handler),
+                self.cri.remove_container(id),
+            );
+        }
+        ok("RemovePodSandbox", self.cri.remove_pod_sandbox(&self.id));
+        self.removed = true;
+        (stop, t.elapsed())
+    }
 }
 
 impl Drop for Pod<'_> {
     fn drop(&mut self) {
+        if self.removed {
+            return;
+        }
         // The kubelet's teardown order: containers, then the sandbox.
         for (_, id) in &self.containers {
             let _ = self.cri.stop_container(id, 0);
@@ -1202,4 +1292,178 @@ fn host_namespaces_volumes_and_network() {
             );
         },
     );
+}
+
+// ------------------------------------------------------------------------------- benchmark
+
+/// One kubelet-style pod, timed step by step (cri_driver::bench::STEPS): RunPodSandbox,
+/// PodSandboxStatus for the address and the pod's etc-hosts, CreateContainer, StartContainer,
+/// ContainerStatus until RUNNING, an ExecSync probe, StopContainer + StopPodSandbox,
+/// RemoveContainer + RemovePodSandbox.
+fn bench_pod(h: &Harness, cri: &Cri, handler: &str, mode: &'static str) -> bench::Sample {
+    let t0 = Instant::now();
+    let (mut pod, run_sandbox) = Pod::new_timed(h, cri, handler, "bench", |_| {});
+    let sandbox_status = t0.elapsed() - run_sandbox;
+    // A container that ends on SIGTERM (a shell as PID 1 ignores it otherwise).
+    let script = "trap 'exit 0' TERM; while true; do sleep 1000 & wait; done";
+    let t = Instant::now();
+    let id = pod.create("app", &["sh", "-c", script], |_| {});
+    let create = t.elapsed();
+    let t = Instant::now();
+    ok("StartContainer", cri.start_container(&id));
+    let start = t.elapsed();
+    let t = Instant::now();
+    let deadline = t + Duration::from_secs(60);
+    loop {
+        let s = pod.container_status(&id);
+        if s.state == CONTAINER_RUNNING {
+            break;
+        }
+        assert!(
+            s.state == CONTAINER_CREATED && Instant::now() < deadline,
+            "benchmark pod ({handler}): container not RUNNING: {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let running = t.elapsed();
+    let pod_start = t0.elapsed();
+    let t = Instant::now();
+    let out = pod.exec_ok(&id, "echo ready");
+    let exec = t.elapsed();
+    assert_eq!(out, "ready\n", "ExecSync ({handler})");
+    let (stop, remove) = pod.remove_timed(30);
+    let lifecycle = t0.elapsed();
+    bench::Sample {
+        handler: handler.into(),
+        mode,
+        steps: [
+            run_sandbox,
+            sandbox_status,
+            create,
+            start,
+            running,
+            pod_start,
+            exec,
+            stop,
+            remove,
+            lifecycle,
+        ],
+    }
+}
+
+/// The pod start benchmark of `runtime-tests/bench/run cri-pods` (docs/performance.md): pods
+/// through their whole kubelet lifecycle (create → ready → exec → stop → remove) with each
+/// handler, first one after the other (`KAKURI_CRI_BENCH_PODS` per handler, the handlers
+/// interleaved and their order alternating), then `KAKURI_CRI_BENCH_CONCURRENT` at once
+/// (`KAKURI_CRI_BENCH_ROUNDS` batches per handler, alternating). It prints the figures and
+/// the kakuri/runc ratios, and writes them as JSON to `KAKURI_CRI_BENCH_JSON` and as markdown
+/// to `KAKURI_CRI_BENCH_MD` when set. With the defaults (2 pods each way) this is the smoke
+/// check that keeps the benchmark working: it checks the report's shape and that every pod
+/// went through every step, never a duration.
+#[test]
+fn pod_start_benchmark() {
+    client_test(Kind::Cri, TESTS, "pod_start_benchmark", |h| {
+        let cri = cri_client(h);
+        let params = bench::Params::from_env();
+        let order = |i: usize| {
+            if i % 2 == 0 {
+                HANDLERS
+            } else {
+                [HANDLERS[1], HANDLERS[0]]
+            }
+        };
+        let mut samples = Vec::new();
+        let mut batches = Vec::new();
+        for i in 0..params.sequential {
+            for handler in order(i) {
+                samples.push(bench_pod(h, cri, handler, "sequential"));
+            }
+        }
+        for handler in HANDLERS {
+            let lifecycle = bench::step("lifecycle");
+            batches.push(bench::Batch {
+                handler: handler.into(),
+                mode: "sequential",
+                pods: params.sequential,
+                wall: samples
+                    .iter()
+                    .filter(|s| s.handler == handler)
+                    .map(|s| s.steps[lifecycle])
+                    .sum(),
+            });
+        }
+        for round in 0..params.rounds {
+            for handler in order(round) {
+                let t = Instant::now();
+                let batch: Vec<bench::Sample> = std::thread::scope(|s| {
+                    let pods: Vec<_> = (0..params.concurrent)
+                        .map(|_| s.spawn(move || bench_pod(h, cri, handler, "concurrent")))
+                        .collect();
+                    pods.into_iter()
+                        .map(|p| p.join().unwrap_or_else(|e| resume_unwind(e)))
+                        .collect()
+                });
+                batches.push(bench::Batch {
+                    handler: handler.into(),
+                    mode: "concurrent",
+                    pods: params.concurrent,
+                    wall: t.elapsed(),
+                });
+                samples.extend(batch);
+            }
+        }
+        let report = bench::Report {
+            handlers: HANDLERS.iter().map(|s| s.to_string()).collect(),
+            params,
+            samples,
+            batches,
+        };
+        let table = report.markdown();
+        clients_common::note(&format!(
+            "CRI pod benchmark ({params:?}, runtime {}):\n{table}",
+            h.kakuri.display()
+        ));
+        if let Some(p) = std::env::var_os("KAKURI_CRI_BENCH_MD").filter(|p| !p.is_empty()) {
+            fs::write(&p, &table).expect("KAKURI_CRI_BENCH_MD");
+        }
+        if let Some(p) = std::env::var_os("KAKURI_CRI_BENCH_JSON").filter(|p| !p.is_empty()) {
+            let json = serde_json::to_string_pretty(&report.json()).expect("json");
+            fs::write(&p, json).expect("KAKURI_CRI_BENCH_JSON");
+        }
+
+        // The report's shape (never its durations): every pod of every handler and mode is
+        // there with every step measured, and the table has a row per figure.
+        for handler in HANDLERS {
+            for (mode, n) in [
+                ("sequential", params.sequential),
+                ("concurrent", params.concurrent * params.rounds),
+            ] {
+                let pods: Vec<_> = report
+                    .samples
+                    .iter()
+                    .filter(|s| s.handler == handler && s.mode == mode)
+                    .collect();
+                assert_eq!(pods.len(), n, "{mode} pods of {handler}");
+                assert!(
+                    pods.iter().all(|s| s.steps.iter().all(|d| !d.is_zero())),
+                    "a step of a {mode} {handler} pod was not measured: {pods:?}"
+                );
+            }
+        }
+        let json = report.json();
+        assert_eq!(
+            json["samples"].as_array().map(Vec::len),
+            Some(report.samples.len())
+        );
+        assert_eq!(
+            table.lines().count(),
+            2 + json["rows"].as_array().map(Vec::len).unwrap_or(0),
+            "{table}"
+        );
+        assert!(
+            table.contains("| sequential: pod start median |")
+                && table.contains("| concurrent: pod start p90 |"),
+            "{table}"
+        );
+    });
 }

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)] // helpers shared by the scenarios; not every one uses each
 
+pub mod bench;
 pub mod ws;
 
 use k8s_cri::v1 as cri;
