@@ -509,7 +509,7 @@ pub fn spawn(
                     sys::exit_now(1);
                 }
             }
-            let err = match init_main(plan, &cch, steps, two_step) {
+            let err = match init_main(plan, &cch, steps, two_step, maps_by_owner) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -666,14 +666,17 @@ fn init_main(
     ch: &Channel,
     steps: &dyn InitSteps,
     userns_joined: bool,
+    maps_by_owner: bool,
 ) -> Result<std::convert::Infallible, String> {
     // Die with the runtime while setting up: a killed `create` must leave no process behind.
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
         .map_err(|e| format!("set parent death signal: {e}"))?;
     // An unprivileged runtime can write the id maps of a new user namespace only while the
     // child's /proc files are its own, i.e. while the child is dumpable (runc's nsexec does the
-    // same); the child becomes non-dumpable as soon as the maps are written.
-    let maps_by_owner = owner_writes_maps(plan);
+    // same); the child becomes non-dumpable as soon as the maps are written. `maps_by_owner`
+    // is the runtime's decision, taken before the clone: the child cannot ask geteuid() itself,
+    // since it reads 0 as soon as the runtime has written the uid map, which raced with the
+    // gid map and setgroups writes (EACCES on /proc/<pid>/setgroups in a slow guest).
     if !maps_by_owner {
         make_non_dumpable()?;
     }

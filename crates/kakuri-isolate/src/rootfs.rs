@@ -468,6 +468,7 @@ fn mount_cgroups(root: BorrowedFd, m: &MountPlan, plan: &InitPlan) -> R<()> {
     let one = |dir: &Path, src: &CgroupMountSource| -> R<()> {
         let t = mkdir_all(root, dir).map_err(|e| mount_err(m, &e))?;
         let tp = fdpath(t.as_fd());
+        let mut bind = !plan.new_cgroupns;
         if plan.new_cgroupns {
             // runc's source names: "systemd" for the named systemd hierarchy.
             let source = Path::new(if src.fs_type == "cgroup2" {
@@ -478,15 +479,30 @@ fn mount_cgroups(root: BorrowedFd, m: &MountPlan, plan: &InitPlan) -> R<()> {
                 "cgroup"
             });
             let data = (src.fs_type == "cgroup").then_some(src.options.as_str());
-            sys::mount(
+            match sys::mount(
                 Some(source),
                 &tp,
                 Some(src.fs_type),
                 flags | if ro { libc::MS_RDONLY } else { 0 },
                 data,
-            )
-            .map_err(|e| mount_err(m, &e))?;
-        } else {
+            ) {
+                Ok(()) => {}
+                // As runc's mountCgroupV2: cgroup2 cannot be mounted here (EBUSY: the
+                // destination is already the root of a cgroup2 mount, e.g. under the `rbind`
+                // of /sys of a rootless spec; EPERM: no rights over the cgroup namespace), so
+                // the container's own cgroup directory is bound instead, which shows what the
+                // namespace's root would.
+                Err(e)
+                    if src.fs_type == "cgroup2"
+                        && matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EPERM)) =>
+                {
+                    log::debug!("mount cgroup2 at {:?}: {e}; binding instead", m.destination);
+                    bind = true;
+                }
+                Err(e) => return Err(mount_err(m, &e)),
+            }
+        }
+        if bind {
             sys::mount(Some(&src.host_path), &tp, None, libc::MS_BIND, None)
                 .map_err(|e| mount_err(m, &e))?;
             let mounted = open_in(root, dir, libc::O_PATH).map_err(|e| mount_err(m, &e))?;
