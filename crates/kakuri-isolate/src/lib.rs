@@ -347,6 +347,28 @@ pub(crate) fn setgroups_denied() -> bool {
     std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny")
 }
 
+/// unshare(CLONE_NEWTIME) (`made()` runs once it succeeded) and write `offsets` into
+/// /proc/self/timens_offsets: they apply to the children made after (and, since Linux 6.0, to
+/// the caller from its next execve).
+fn new_time_namespace(offsets: &[(String, i64, u32)], made: impl FnOnce()) -> Result<(), String> {
+    sys::unshare(libc::CLONE_NEWTIME)
+        .map_err(|e| format!("new time namespace: {}", os_error(&e)))?;
+    made();
+    let text: String = offsets
+        .iter()
+        .map(|(c, s, n)| format!("{c} {s} {n}\n"))
+        .collect();
+    if !text.is_empty() {
+        std::fs::write("/proc/self/timens_offsets", text).map_err(|e| {
+            format!(
+                "linux.timeOffsets: write /proc/self/timens_offsets: {}",
+                os_error(&e)
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// The clone makes a user namespace whose maps an unprivileged runtime writes (or has
 /// newuidmap/newgidmap write): only the child's owner may, while it is dumpable.
 fn owner_writes_maps(plan: &InitPlan) -> bool {
@@ -443,23 +465,9 @@ pub fn spawn(
         if let Some(p) = &ns.join_time {
             enter(&mut restore, p, libc::CLONE_NEWTIME)?;
         }
-        if let Some(offsets) = &ns.new_time {
+        if let Some(offsets) = ns.new_time.as_ref().filter(|_| !owner_writes_maps(plan)) {
             let own = open_ns(Path::new("/proc/self/ns/time_for_children"))?;
-            sys::unshare(libc::CLONE_NEWTIME)
-                .map_err(|e| format!("new time namespace: {}", os_error(&e)))?;
-            restore.push((own, libc::CLONE_NEWTIME));
-            let text: String = offsets
-                .iter()
-                .map(|(c, s, n)| format!("{c} {s} {n}\n"))
-                .collect();
-            if !text.is_empty() {
-                std::fs::write("/proc/self/timens_offsets", text).map_err(|e| {
-                    format!(
-                        "linux.timeOffsets: write /proc/self/timens_offsets: {}",
-                        os_error(&e)
-                    )
-                })?;
-            }
+            new_time_namespace(offsets, || restore.push((own, libc::CLONE_NEWTIME)))?;
         }
         Ok::<(), String>(())
     })();
@@ -686,6 +694,15 @@ fn init_main(
         _ => sys::exit_now(1),
     }
     if maps_by_owner {
+        // An unprivileged runtime cannot make a time namespace (that needs CAP_SYS_ADMIN in
+        // its own user namespace): the init makes it, with the full capabilities the clone gave
+        // it in the container's new user namespace, which then owns it (runc 1.2's nsexec also
+        // makes it after the user namespace). Still dumpable here, so /proc/self/timens_offsets
+        // is its own to open. The init enters it at its execve (Linux >= 6.0 switches to
+        // time_for_children there); nothing runs in the container before that.
+        if let Some(offsets) = &plan.namespaces.new_time {
+            new_time_namespace(offsets, || {})?;
+        }
         make_non_dumpable()?;
     }
     for (flag, path) in &plan.namespaces.join {
