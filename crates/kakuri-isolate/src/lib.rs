@@ -369,6 +369,17 @@ fn new_time_namespace(offsets: &[(String, i64, u32)], made: impl FnOnce()) -> Re
     Ok(())
 }
 
+/// Linux >= 6.0: execve moves a process whose time_for_children differs from its own time
+/// namespace into it (before, only children entered it).
+fn execve_enters_time_namespace() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    release
+        .split('.')
+        .next()
+        .and_then(|m| m.trim().parse::<u32>().ok())
+        .is_some_and(|major| major >= 6)
+}
+
 /// The clone makes a user namespace whose maps an unprivileged runtime writes (or has
 /// newuidmap/newgidmap write): only the child's owner may, while it is dumpable.
 fn owner_writes_maps(plan: &InitPlan) -> bool {
@@ -701,6 +712,13 @@ fn init_main(
         // is its own to open. The init enters it at its execve (Linux >= 6.0 switches to
         // time_for_children there); nothing runs in the container before that.
         if let Some(offsets) = &plan.namespaces.new_time {
+            if !execve_enters_time_namespace() {
+                return Err(
+                    "a time namespace without root privileges needs Linux >= 6.0 \
+                     (the init enters it at its execve)"
+                        .into(),
+                );
+            }
             new_time_namespace(offsets, || {})?;
         }
         make_non_dumpable()?;
