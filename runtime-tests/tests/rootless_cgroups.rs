@@ -368,12 +368,16 @@ fn without_delegation_limits_fail_saying_why_and_no_limits_still_run() {
         ));
         assert!(!state_left(&id), "{name}: state left");
         assert!(sub.others().is_empty(), "{name}: {:?}", sub.others());
-        // No limits, no path: runs without a cgroup of its own (it stays in the leaf).
+        // No limits, no path: runs without a cgroup of its own (it stays in the leaf), and
+        // /sys/fs/cgroup inside is masked by an empty read-only tmpfs.
         let mut b = rootless_bundle(&env);
-        b.set_sh("echo ran");
+        b.set_sh(
+            "echo ran; grep ' /sys/fs/cgroup ' /proc/self/mountinfo | tail -n 1 | sed 's/.* - //' | cut -d' ' -f1; \
+             ls /sys/fs/cgroup | wc -l; touch /sys/fs/cgroup/x 2>/dev/null || echo read-only",
+        );
         let (_, out) = env.run_container(&b, &[]);
         out.ok();
-        assert_eq!(out.stdout, "ran\n", "{name}");
+        assert_eq!(out.stdout, "ran\ntmpfs\n0\nread-only\n", "{name}");
         assert!(sub.others().is_empty(), "{name}: {:?}", sub.others());
         // A path, relative or absolute, must be usable: permission denied, even without limits.
         for path in [format!("rel-{}", unique_id()), sub.inner("abs")] {
