@@ -19,6 +19,7 @@ use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{symlink, DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -442,6 +443,8 @@ pub struct Runtime {
     seq: std::sync::Arc<AtomicUsize>,
     /// Every command runs as this unprivileged user ([`TestEnv::as_user`]).
     user: Option<RunAs>,
+    /// ... started in this cgroup v2 directory ([`TestEnv::in_cgroup`]).
+    user_cgroup: Option<PathBuf>,
 }
 
 /// An unprivileged user the runtime runs as: ids, and the `XDG_RUNTIME_DIR`/`HOME` it gets.
@@ -458,6 +461,46 @@ impl RunAs {
     /// Make `cmd` run as this user (no supplementary groups) with its own environment.
     pub fn apply(&self, cmd: &mut Command) {
         cmd.uid(self.uid).gid(self.gid);
+        self.set_env(cmd);
+    }
+
+    /// Like [`RunAs::apply`], but the process first moves itself, still as root, into the
+    /// cgroup v2 directory `dir` (writing its `cgroup.procs`), then drops to the user: an
+    /// unprivileged process can move processes only within a subtree it is already in (the
+    /// cgroup v2 delegation containment rule), so the user's commands must start there.
+    pub fn apply_in_cgroup(&self, cmd: &mut Command, dir: &Path) {
+        self.set_env(cmd);
+        let procs = std::ffi::CString::new(dir.join("cgroup.procs").into_os_string().into_vec())
+            .expect("a cgroup path without NUL");
+        let (uid, gid) = (self.uid, self.gid);
+        // SAFETY: the closure runs in the forked child before exec; it only makes
+        // async-signal-safe system calls (open, write, close, setgroups, setgid, setuid) on
+        // data prepared before the fork, and allocates nothing (io::Error::last_os_error
+        // holds a plain errno).
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let n = libc::write(fd, b"0".as_ptr().cast(), 1);
+                let err = std::io::Error::last_os_error();
+                libc::close(fd);
+                if n != 1 {
+                    return Err(err);
+                }
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+        };
+    }
+
+    fn set_env(&self, cmd: &mut Command) {
         cmd.env("USER", &self.name)
             .env("LOGNAME", &self.name)
             .env("HOME", &self.home)
@@ -487,10 +530,17 @@ impl Runtime {
         cmd.env(ENV_MARKER, &self.marker);
         cmd.stdin(Stdio::null());
         clean_signals(&mut cmd);
-        if let Some(u) = &self.user {
-            u.apply(&mut cmd);
-        }
+        self.apply_user(&mut cmd);
         cmd
+    }
+
+    /// Make `cmd` run as the user of this runtime, if any (in its cgroup, if one was given).
+    pub fn apply_user(&self, cmd: &mut Command) {
+        match (&self.user, &self.user_cgroup) {
+            (Some(u), Some(dir)) => u.apply_in_cgroup(cmd, dir),
+            (Some(u), None) => u.apply(cmd),
+            _ => {}
+        }
     }
 
     /// The user commands run as, if not root.
@@ -504,9 +554,7 @@ impl Runtime {
         cmd.args(args);
         cmd.env(ENV_MARKER, &self.marker);
         cmd.stdin(Stdio::null());
-        if let Some(u) = &self.user {
-            u.apply(&mut cmd);
-        }
+        self.apply_user(&mut cmd);
         cmd
     }
 
@@ -614,6 +662,7 @@ impl TestEnv {
             marker: id.clone(),
             seq: Default::default(),
             user: None,
+            user_cgroup: None,
         };
         TestEnv {
             id,
@@ -668,6 +717,14 @@ impl TestEnv {
             xdg_runtime_dir: xdg,
             home,
         });
+        self
+    }
+
+    /// Every runtime command of this (rootless) test starts in the cgroup v2 directory `dir`
+    /// (see [`RunAs::apply_in_cgroup`]): a user's shell in a delegated subtree.
+    pub fn in_cgroup(mut self, dir: &Path) -> Self {
+        assert!(self.rt.user.is_some(), "in_cgroup needs as_user first");
+        self.rt.user_cgroup = Some(dir.to_path_buf());
         self
     }
 

@@ -478,3 +478,171 @@ fn oom_score_adj_and_rlimits_beyond_the_callers_fail_clearly() {
         env.finish();
     }
 }
+
+/// Id maps of two ranges (the user as root, then its subordinate ids), as `several_ranges_*`.
+fn map_two_ranges(b: &mut Bundle, u: &RunAs) {
+    let (sub_uid, _) = subid_range("/etc/subuid");
+    let (sub_gid, _) = subid_range("/etc/subgid");
+    b.config_mut()["linux"]["uidMappings"] = json!([
+        {"containerID": 0, "hostID": u.uid, "size": 1},
+        {"containerID": 1, "hostID": sub_uid, "size": 65536}]);
+    b.config_mut()["linux"]["gidMappings"] = json!([
+        {"containerID": 0, "hostID": u.gid, "size": 1},
+        {"containerID": 1, "hostID": sub_gid, "size": 65536}]);
+}
+
+/// `exec --user` to an id of the subordinate range, and `exec -t` through a console socket,
+/// as the user: what kakuri and runc report must be the same.
+#[test]
+fn exec_as_another_user_and_with_a_terminal_over_several_ranges() {
+    let (sub_uid, _) = subid_range("/etc/subuid");
+    let mut reports = Vec::new();
+    for bin in [runtime_bin(), Path::new(RUNC)] {
+        let env = TestEnv::with_runtime(bin).as_user(USER);
+        let name = bin.display().to_string();
+        let spec = kakuri_spec(&env);
+        let u = env.rt().user().unwrap().clone();
+        let mut b = rootless_bundle(&env, &spec);
+        map_two_ranges(&mut b, &u);
+        b.set_args(&["sleep", "600"]);
+        let c = env.create(&b);
+        c.start();
+        c.wait_status("running");
+        let out = env.run(&[
+            "exec",
+            "--user",
+            "1000:1000",
+            c.id(),
+            "sh",
+            "-c",
+            "id -u; id -g; cat /proc/self/uid_map; echo x > /tmp/by-1000",
+        ]);
+        out.ok();
+        let lines = normalized_lines(&out.stdout);
+        assert_eq!(lines[..2], ["1000", "1000"], "{name}: {out}");
+        // The file it wrote is owned on the host by the matching subordinate id.
+        let file = b.rootfs().join("tmp/by-1000");
+        assert_eq!(
+            fs::metadata(&file).expect("file written by exec").uid(),
+            sub_uid + 999,
+            "{name}"
+        );
+        fs::remove_file(&file).unwrap();
+        reports.push(lines);
+        let sock_path = env.dir().join(format!("exec-{}.sock", unique_id()));
+        let sock = ConsoleSocket::bind(&sock_path);
+        std::os::unix::fs::chown(&sock_path, Some(u.uid), Some(u.gid)).unwrap();
+        env.run(&[
+            "exec",
+            "-t",
+            "-d",
+            "--console-socket",
+            sock_path.to_str().unwrap(),
+            c.id(),
+            "sh",
+            "-c",
+            "tty; id -u; echo exec-tty-ok; sleep 30",
+        ])
+        .ok();
+        let (master, _) = sock.receive_master(CMD_TIMEOUT);
+        let text = read_pty_until(&master, "exec-tty-ok", WAIT_TIMEOUT);
+        assert!(text.contains("/dev/pts/"), "{name}: {text:?}");
+        c.kill("KILL").ok();
+        c.wait_status("stopped");
+        c.delete(false).ok();
+        drop(c);
+        env.finish();
+    }
+    assert_eq!(reports[0], reports[1], "kakuri vs runc");
+}
+
+/// A user namespace of several ranges together with new pid, mount, ipc, uts and network
+/// namespaces (which the rootless template leaves out): each is new, and the container sees
+/// its hostname, only a loopback interface and itself as pid 1, under kakuri as under runc.
+#[test]
+fn new_pid_mount_ipc_uts_and_network_namespaces_in_the_user_namespace() {
+    let mut reports = Vec::new();
+    for bin in [runtime_bin(), Path::new(RUNC)] {
+        let env = TestEnv::with_runtime(bin).as_user(USER);
+        let name = bin.display().to_string();
+        let spec = kakuri_spec(&env);
+        let u = env.rt().user().unwrap().clone();
+        let mut b = rootless_bundle(&env, &spec);
+        map_two_ranges(&mut b, &u);
+        b.add_namespace("network", None);
+        b.set_hostname("rootless-ns");
+        b.set_sh(
+            "hostname; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; echo pid=$$; \
+             echo ns-ready; sleep 600",
+        );
+        let c = env.create(&b);
+        let pid = c.pid().to_string();
+        for ns in ["user", "pid", "mnt", "ipc", "uts", "net"] {
+            assert_ne!(ns_link(&pid, ns), ns_link("self", ns), "{name}: {ns}");
+        }
+        c.start();
+        let out = c.wait_stdout("ns-ready");
+        reports.push(out.clone());
+        assert_eq!(out, "rootless-ns\nlo\npid=1\nns-ready\n", "{name}");
+        c.kill("KILL").ok();
+        c.wait_status("stopped");
+        c.delete(false).ok();
+        drop(c);
+        env.finish();
+    }
+    assert_eq!(reports[0], reports[1], "kakuri vs runc");
+}
+
+/// A time namespace with offsets, rootless: an unprivileged runtime may not make one for
+/// itself, so the init makes it inside the container's user namespace and enters it at its
+/// execve. runc 1.1.5 knows no time namespace (it fails this test: `namespace {"time" ""}
+/// does not exist`); runc 1.2 makes it the same way.
+#[test]
+fn time_namespace_offsets_rootless() {
+    if !Path::new("/proc/self/ns/time").exists() {
+        println!("SKIP time_namespace_offsets_rootless: no time namespaces in this kernel");
+        return;
+    }
+    let env = user_env();
+    let spec = kakuri_spec(&env);
+    let mut b = rootless_bundle(&env, &spec);
+    b.add_namespace("time", None);
+    b.set(
+        "/linux/timeOffsets",
+        json!({"monotonic": {"secs": 86400, "nanosecs": 0},
+               "boottime": {"secs": 172800, "nanosecs": 0}}),
+    );
+    b.set_sh("cat /proc/self/timens_offsets; cut -d. -f1 /proc/uptime; echo time-ready; sleep 600");
+    let c = env.create(&b);
+    c.start();
+    let out = c.wait_stdout("time-ready");
+    let lines = normalized_lines(&out);
+    assert!(lines.contains(&"monotonic 86400 0".to_string()), "{out}");
+    assert!(lines.contains(&"boottime 172800 0".to_string()), "{out}");
+    let uptime: u64 = lines[2].parse().expect("uptime seconds");
+    let host_uptime: f64 = fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        uptime >= 172800 + host_uptime as u64 - 60,
+        "boottime offset not applied: {uptime} vs host {host_uptime}"
+    );
+    // The init is in it (not just its children), and exec joins it.
+    let pid = c.pid().to_string();
+    assert_ne!(ns_link(&pid, "time"), ns_link("self", "time"));
+    let out = env.run(&["exec", c.id(), "cat", "/proc/self/timens_offsets"]);
+    out.ok();
+    assert!(
+        normalized_lines(&out.stdout).contains(&"boottime 172800 0".to_string()),
+        "{out}"
+    );
+    c.kill("KILL").ok();
+    c.wait_status("stopped");
+    c.delete(false).ok();
+    drop(c);
+    env.finish();
+}

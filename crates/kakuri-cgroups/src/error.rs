@@ -131,6 +131,17 @@ impl CgroupError {
         }
     }
 
+    /// The failed operation alone, as Go's os.PathError prints it (`mkdir <path>: permission
+    /// denied`), without what it was for; other errors as they print.
+    pub(crate) fn os_cause(&self) -> String {
+        match self {
+            CgroupError::File {
+                op, path, source, ..
+            } => format!("{op} {}: {}", path.display(), errno_text(source)),
+            e => e.to_string(),
+        }
+    }
+
     /// The errno of the underlying I/O error, if any.
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {

@@ -71,6 +71,11 @@ pub struct Manager {
     /// be made for lack of permission (`"unified"` for the cgroup2 one).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     skipped: Vec<String>,
+    /// Rootless on v2: why the cgroup2 directory was left out (`mkdir <dir>: permission
+    /// denied`), for the error of limits that then cannot be set (runc wraps that error too).
+    /// Only `create` needs it: not stored.
+    #[serde(skip)]
+    skip_cause: Option<String>,
 }
 
 /// How long destroy() retries rmdir while the last processes of a killed container leave.
@@ -192,6 +197,7 @@ impl Manager {
             v1,
             unified,
             skipped: Vec::new(),
+            skip_cause: None,
         })
     }
 
@@ -309,12 +315,16 @@ impl Manager {
         let mut created: Vec<PathBuf> = Vec::new();
         let mut left_out: Vec<PathBuf> = Vec::new();
         let mut r = Ok(());
+        let mut unified_cause = None;
         for h in self.hierarchies() {
             match self.create_one(h, &mut created, allow_processes) {
                 Ok(()) => {}
                 Err(e) if e.is_permission() && may_skip() => {
                     log::debug!("rootless: leaving out cgroup {}: {e}", h.path.display());
                     left_out.push(h.path.clone());
+                    if h.controllers.is_empty() {
+                        unified_cause = Some(e.os_cause());
+                    }
                 }
                 Err(e) => {
                     r = Err(e);
@@ -339,6 +349,7 @@ impl Manager {
         {
             self.unified = None;
             self.skipped.push("unified".to_string());
+            self.skip_cause = unified_cause;
         }
         Ok(left_out)
     }
@@ -375,10 +386,13 @@ impl Manager {
                     if asked == LinuxResources::default() {
                         return Ok(());
                     }
-                    return Err(CgroupError::invalid(
-                        "linux.resources",
-                        "rootless needs no limits + no cgrouppath when no permission is granted for cgroups",
-                    ));
+                    // runc's fs2 words, with the refusal behind them as runc adds it.
+                    let mut reason = "rootless needs no limits + no cgrouppath when no permission is granted for cgroups".to_string();
+                    if let Some(cause) = &self.skip_cause {
+                        reason.push_str(": ");
+                        reason.push_str(cause);
+                    }
+                    return Err(CgroupError::invalid("linux.resources", reason));
                 }
                 let h = self.unified.as_ref().ok_or_else(|| CgroupError::System {
                     path: PathBuf::from("/proc/self/cgroup"),

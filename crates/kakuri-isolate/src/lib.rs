@@ -388,6 +388,39 @@ pub(crate) fn setgroups_denied() -> bool {
     std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny")
 }
 
+/// unshare(CLONE_NEWTIME) (`made()` runs once it succeeded) and write `offsets` into
+/// /proc/self/timens_offsets: they apply to the children made after (and, since Linux 6.0, to
+/// the caller from its next execve).
+fn new_time_namespace(offsets: &[(String, i64, u32)], made: impl FnOnce()) -> Result<(), String> {
+    sys::unshare(libc::CLONE_NEWTIME)
+        .map_err(|e| format!("new time namespace: {}", os_error(&e)))?;
+    made();
+    let text: String = offsets
+        .iter()
+        .map(|(c, s, n)| format!("{c} {s} {n}\n"))
+        .collect();
+    if !text.is_empty() {
+        std::fs::write("/proc/self/timens_offsets", text).map_err(|e| {
+            format!(
+                "linux.timeOffsets: write /proc/self/timens_offsets: {}",
+                os_error(&e)
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Linux >= 6.0: execve moves a process whose time_for_children differs from its own time
+/// namespace into it (before, only children entered it).
+fn execve_enters_time_namespace() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    release
+        .split('.')
+        .next()
+        .and_then(|m| m.trim().parse::<u32>().ok())
+        .is_some_and(|major| major >= 6)
+}
+
 /// The clone makes a user namespace whose maps an unprivileged runtime writes (or has
 /// newuidmap/newgidmap write): only the child's owner may, while it is dumpable.
 fn owner_writes_maps(plan: &InitPlan) -> bool {
@@ -484,23 +517,9 @@ pub fn spawn(
         if let Some(p) = &ns.join_time {
             enter(&mut restore, p, libc::CLONE_NEWTIME)?;
         }
-        if let Some(offsets) = &ns.new_time {
+        if let Some(offsets) = ns.new_time.as_ref().filter(|_| !owner_writes_maps(plan)) {
             let own = open_ns(Path::new("/proc/self/ns/time_for_children"))?;
-            sys::unshare(libc::CLONE_NEWTIME)
-                .map_err(|e| format!("new time namespace: {}", os_error(&e)))?;
-            restore.push((own, libc::CLONE_NEWTIME));
-            let text: String = offsets
-                .iter()
-                .map(|(c, s, n)| format!("{c} {s} {n}\n"))
-                .collect();
-            if !text.is_empty() {
-                std::fs::write("/proc/self/timens_offsets", text).map_err(|e| {
-                    format!(
-                        "linux.timeOffsets: write /proc/self/timens_offsets: {}",
-                        os_error(&e)
-                    )
-                })?;
-            }
+            new_time_namespace(offsets, || restore.push((own, libc::CLONE_NEWTIME)))?;
         }
         Ok::<(), String>(())
     })();
@@ -552,7 +571,7 @@ pub fn spawn(
                     sys::exit_now(1);
                 }
             }
-            let err = match init_main(plan, &cch, steps, two_step) {
+            let err = match init_main(plan, &cch, steps, two_step, maps_by_owner) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -709,14 +728,17 @@ fn init_main(
     ch: &Channel,
     steps: &dyn InitSteps,
     userns_joined: bool,
+    maps_by_owner: bool,
 ) -> Result<std::convert::Infallible, String> {
     // Die with the runtime while setting up: a killed `create` must leave no process behind.
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
         .map_err(|e| format!("set parent death signal: {e}"))?;
     // An unprivileged runtime can write the id maps of a new user namespace only while the
     // child's /proc files are its own, i.e. while the child is dumpable (runc's nsexec does the
-    // same); the child becomes non-dumpable as soon as the maps are written.
-    let maps_by_owner = owner_writes_maps(plan);
+    // same); the child becomes non-dumpable as soon as the maps are written. `maps_by_owner`
+    // is the runtime's decision, taken before the clone: the child cannot ask geteuid() itself,
+    // since it reads 0 as soon as the runtime has written the uid map, which raced with the
+    // gid map and setgroups writes (EACCES on /proc/<pid>/setgroups in a slow guest).
     if !maps_by_owner {
         make_non_dumpable()?;
     }
@@ -726,6 +748,22 @@ fn init_main(
         _ => sys::exit_now(1),
     }
     if maps_by_owner {
+        // An unprivileged runtime cannot make a time namespace (that needs CAP_SYS_ADMIN in
+        // its own user namespace): the init makes it, with the full capabilities the clone gave
+        // it in the container's new user namespace, which then owns it (runc 1.2's nsexec also
+        // makes it after the user namespace). Still dumpable here, so /proc/self/timens_offsets
+        // is its own to open. The init enters it at its execve (Linux >= 6.0 switches to
+        // time_for_children there); nothing runs in the container before that.
+        if let Some(offsets) = &plan.namespaces.new_time {
+            if !execve_enters_time_namespace() {
+                return Err(
+                    "a time namespace without root privileges needs Linux >= 6.0 \
+                     (the init enters it at its execve)"
+                        .into(),
+                );
+            }
+            new_time_namespace(offsets, || {})?;
+        }
         make_non_dumpable()?;
     }
     for (flag, path) in &plan.namespaces.join {

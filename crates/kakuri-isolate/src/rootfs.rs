@@ -590,9 +590,24 @@ fn mount_cgroups(root: BorrowedFd, m: &MountPlan, plan: &InitPlan) -> R<()> {
     let flags = o.flags & (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RELATIME);
     let ro = o.flags & libc::MS_RDONLY != 0;
     let target = mkdir_all(root, &m.destination).map_err(|e| mount_err(m, &e))?;
+    if plan.cgroup_mounts.is_empty() && host_is_cgroup2() {
+        // No cgroup of the container on a cgroup v2 host (rootless, its directory left out for
+        // lack of permission): runc masks the destination with an empty read-only tmpfs
+        // (mountCgroupV2's ENOENT fallback), which hides the host's hierarchy that the
+        // rootless `rbind` of /sys would show there.
+        return sys::mount(
+            Some(Path::new("tmpfs")),
+            &fdpath(target.as_fd()),
+            Some("tmpfs"),
+            libc::MS_RDONLY,
+            None,
+        )
+        .map_err(|e| mount_err(m, &e));
+    }
     let one = |dir: &Path, src: &CgroupMountSource| -> R<()> {
         let t = mkdir_all(root, dir).map_err(|e| mount_err(m, &e))?;
         let tp = fdpath(t.as_fd());
+        let mut bind = !plan.new_cgroupns;
         if plan.new_cgroupns {
             // runc's source names: "systemd" for the named systemd hierarchy.
             let source = Path::new(if src.fs_type == "cgroup2" {
@@ -603,15 +618,30 @@ fn mount_cgroups(root: BorrowedFd, m: &MountPlan, plan: &InitPlan) -> R<()> {
                 "cgroup"
             });
             let data = (src.fs_type == "cgroup").then_some(src.options.as_str());
-            sys::mount(
+            match sys::mount(
                 Some(source),
                 &tp,
                 Some(src.fs_type),
                 flags | if ro { libc::MS_RDONLY } else { 0 },
                 data,
-            )
-            .map_err(|e| mount_err(m, &e))?;
-        } else {
+            ) {
+                Ok(()) => {}
+                // As runc's mountCgroupV2: cgroup2 cannot be mounted here (EBUSY: the
+                // destination is already the root of a cgroup2 mount, e.g. under the `rbind`
+                // of /sys of a rootless spec; EPERM: no rights over the cgroup namespace), so
+                // the container's own cgroup directory is bound instead, which shows what the
+                // namespace's root would.
+                Err(e)
+                    if src.fs_type == "cgroup2"
+                        && matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EPERM)) =>
+                {
+                    log::debug!("mount cgroup2 at {:?}: {e}; binding instead", m.destination);
+                    bind = true;
+                }
+                Err(e) => return Err(mount_err(m, &e)),
+            }
+        }
+        if bind {
             sys::mount(Some(&src.host_path), &tp, None, libc::MS_BIND, None)
                 .map_err(|e| mount_err(m, &e))?;
             let mounted = open_in(root, dir, libc::O_PATH).map_err(|e| mount_err(m, &e))?;
@@ -644,6 +674,15 @@ fn mount_cgroups(root: BorrowedFd, m: &MountPlan, plan: &InitPlan) -> R<()> {
         one(&m.destination.join(&src.name), src)?;
     }
     Ok(())
+}
+
+/// The host's /sys/fs/cgroup is a cgroup2 filesystem (a pure cgroup v2 host), as runc's
+/// IsCgroup2UnifiedMode decides it.
+fn host_is_cgroup2() -> bool {
+    const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+    std::fs::File::open("/sys/fs/cgroup")
+        .and_then(|f| sys::fs_magic(f.as_fd()))
+        .is_ok_and(|magic| magic == CGROUP2_SUPER_MAGIC)
 }
 
 /// The devices every container gets, as runc creates them and in its order (which shows in
