@@ -1,5 +1,6 @@
 //! Runs commands inside a pure cgroup v2 Linux guest, for tests that must see a host without
-//! cgroup v1 (this machine is hybrid and stays so).
+//! cgroup v1 (this machine is hybrid and stays so), or inside a Debian 12 guest with systemd as
+//! PID 1 (cgroup v2 or hybrid), for the systemd cgroup driver.
 //!
 //! The guest is booted by `runtime-tests/vm/v2guest` (qemu TCG, microvm, a Debian kernel with
 //! `cgroup_no_v1=all`); `runtime-tests/vm/setup` prepares it once. The guest sees the host's `/`
@@ -25,14 +26,47 @@ fn v2guest_script() -> PathBuf {
     script_dir().join("v2guest")
 }
 
+fn sdguest_script() -> PathBuf {
+    script_dir().join("sdguest")
+}
+
+/// The cgroup layout of the systemd guest (`runtime-tests/vm/sdguest --cgroup ...`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SdMode {
+    /// systemd's default: the unified hierarchy alone.
+    V2,
+    /// `systemd.unified_cgroup_hierarchy=0`: v1 controllers plus cgroup2 at
+    /// `/sys/fs/cgroup/unified`.
+    Hybrid,
+}
+
+impl SdMode {
+    /// The value of `sdguest --cgroup`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SdMode::V2 => "v2",
+            SdMode::Hybrid => "hybrid",
+        }
+    }
+}
+
 /// Says whether the guest can be booted here, and if not why (for a test to print when it
 /// skips): no qemu or no kernel/initramfs (run `runtime-tests/vm/setup`), or a stale cache.
 pub fn available() -> Result<(), String> {
+    check(v2guest_script(), &[])
+}
+
+/// Like [`available`], for the systemd guest (prepared by `runtime-tests/vm/sdsetup`).
+pub fn sdguest_available(mode: SdMode) -> Result<(), String> {
+    check(sdguest_script(), &["--cgroup", mode.as_str()])
+}
+
+fn check(script: PathBuf, args: &[&str]) -> Result<(), String> {
     if !cfg!(target_arch = "x86_64") {
-        return Err("the cgroup v2 guest is x86_64 only".to_string());
+        return Err("the qemu guests are x86_64 only".to_string());
     }
-    let script = v2guest_script();
     let out = Command::new(&script)
+        .args(args)
         .arg("--check")
         .output()
         .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
@@ -55,14 +89,30 @@ pub fn available() -> Result<(), String> {
 /// Exit code 124 means the guest timed out (600 s), 125 that it failed before running the
 /// command; both come with an explanation on stderr.
 pub fn v2guest(cmd: &[&str], workdir: Option<&Path>) -> io::Result<Output> {
+    run_guest(v2guest_script(), &[], cmd, workdir)
+}
+
+/// Like [`v2guest`], in the Debian 12 guest with systemd as PID 1 and the cgroup layout `mode`
+/// (`runtime-tests/vm/sdguest`): the command runs in `kakuri-run.service` once the boot is
+/// finished (`systemctl is-system-running` says `running`).
+pub fn sdguest(mode: SdMode, cmd: &[&str], workdir: Option<&Path>) -> io::Result<Output> {
+    run_guest(sdguest_script(), &["--cgroup", mode.as_str()], cmd, workdir)
+}
+
+fn run_guest(
+    script: PathBuf,
+    args: &[&str],
+    cmd: &[&str],
+    workdir: Option<&Path>,
+) -> io::Result<Output> {
     if cmd.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "vm::v2guest: empty command",
+            "vm: empty guest command",
         ));
     }
-    let script = v2guest_script();
     let mut command = Command::new(&script);
+    command.args(args);
     if let Some(dir) = workdir {
         command.arg("--workdir").arg(dir);
     }
@@ -127,6 +177,66 @@ mod tests {
     fn empty_command_is_rejected() {
         let err = v2guest(&[], None).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        let err = sdguest(SdMode::Hybrid, &[], None).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    /// systemd is PID 1 and finished booting, with the cgroup layout asked for, and a
+    /// transient scope started over D-Bus shows up and is gone once its process exits.
+    fn systemd_guest_boots(mode: SdMode, test: &str) {
+        if let Err(why) = sdguest_available(mode) {
+            eprintln!("SKIP {test}: no systemd guest: {why}");
+            return;
+        }
+        let dir = TempDir::new(&format!("sd-{}", mode.as_str()));
+        let script = "systemctl is-system-running; echo ==; cat /proc/1/comm; echo ==; \
+                      stat -fc %T /sys/fs/cgroup; stat -fc %T /sys/fs/cgroup/unified 2>/dev/null; \
+                      test -d /sys/fs/cgroup/memory && echo memory-v1; echo ==; \
+                      systemd-run --scope --unit=kakuri-vm-probe.scope sh -c \
+                      'systemctl is-active kakuri-vm-probe.scope; cat /proc/self/cgroup | tail -n 1'; \
+                      echo ==; for i in $(seq 100); do \
+                      u=$(systemctl list-units --type=scope --all --no-legend --plain kakuri-vm-probe.scope); \
+                      [ -z \"$u\" ] && break; sleep 0.1; done; echo \"$u\"; \
+                      echo ==; echo made > made-in-guest";
+        let out = sdguest(mode, &["sh", "-c", script], Some(&dir.0)).unwrap();
+        let stdout = text(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{:?}\n{stdout}\n{}",
+            out.status,
+            text(&out.stderr)
+        );
+        let parts: Vec<&str> = stdout.split("==\n").collect();
+        assert_eq!(parts.len(), 6, "{stdout}");
+        assert_eq!(parts[0].trim(), "running", "{stdout}");
+        assert_eq!(parts[1].trim(), "systemd", "{stdout}");
+        let layout: Vec<&str> = parts[2].split_whitespace().collect();
+        match mode {
+            SdMode::V2 => assert_eq!(layout, ["cgroup2fs"], "{stdout}"),
+            SdMode::Hybrid => assert_eq!(layout, ["tmpfs", "cgroup2fs", "memory-v1"], "{stdout}"),
+        }
+        let scope: Vec<&str> = parts[3].lines().collect();
+        assert_eq!(scope.first(), Some(&"active"), "{stdout}");
+        assert_eq!(
+            scope.get(1),
+            Some(&"0::/system.slice/kakuri-vm-probe.scope"),
+            "{stdout}"
+        );
+        assert_eq!(parts[4].trim(), "", "scope left behind: {stdout}");
+        assert_eq!(
+            fs::read_to_string(dir.0.join("made-in-guest")).unwrap(),
+            "made\n"
+        );
+    }
+
+    #[test]
+    fn systemd_guest_boots_v2() {
+        systemd_guest_boots(SdMode::V2, "systemd_guest_boots_v2");
+    }
+
+    #[test]
+    fn systemd_guest_boots_hybrid() {
+        systemd_guest_boots(SdMode::Hybrid, "systemd_guest_boots_hybrid");
     }
 
     #[test]

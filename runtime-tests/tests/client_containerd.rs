@@ -11,9 +11,10 @@ mod clients_common;
 
 use clients_common::{
     cap_mask, cgroup_dir, cgroup_dirs_named, check_head_of_yes, check_loop_into_head,
-    check_masked_paths, client_test, in_pty, pids_with_cmdline, read_trim, run_cmd,
-    run_cmd_holding_stdin, status_field, wait_until, Harness, Kind, Output, OutputReady, CTR_IMAGE,
-    HEAD_OF_YES, LOOP_INTO_HEAD, MASKED_PROBE, PIPE_WAIT,
+    check_masked_paths, check_scope_gone, check_scope_running, client_test, in_pty,
+    pids_with_cmdline, read_trim, run_cmd, run_cmd_holding_stdin, status_field, wait_until,
+    Harness, Kind, Output, OutputReady, CTR_IMAGE, HEAD_OF_YES, LOOP_INTO_HEAD, MASKED_PROBE,
+    PIPE_WAIT,
 };
 use std::fs;
 use std::path::Path;
@@ -275,7 +276,16 @@ fn sigterm_trapped_then_delete_leaves_nothing() {
             "the shim does not run the runtime under test"
         );
         let memory = cgroup_dir(pid, "memory");
-        assert!(memory.ends_with(format!("{}/{}", h.cgroup_parent, t.id)));
+        let leaf = match &h.slice {
+            Some(slice) => format!("{slice}/kakuri-{}.scope", t.id),
+            None => format!("{}/{}", h.cgroup_parent, t.id),
+        };
+        assert!(
+            memory.ends_with(&leaf),
+            "{} is not .../{leaf}",
+            memory.display()
+        );
+        let scope = check_scope_running(h, &t.id, pid);
         ctr(h, &["task", "kill", &t.id]).ok(); // SIGTERM by default
         wait_until(20, "the task to stop after SIGTERM", || {
             t.status() == "STOPPED"
@@ -289,8 +299,9 @@ fn sigterm_trapped_then_delete_leaves_nothing() {
         ctr(h, &["containers", "delete", &t.id]).ok();
         assert!(!state.exists(), "runtime state {} left", state.display());
         assert!(!memory.exists(), "{} left", memory.display());
-        let cgroups = cgroup_dirs_named(&h.cgroup_parent, &t.id);
+        let cgroups = cgroup_dirs_named(&h.cgroup_root, &t.id);
         assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
+        check_scope_gone(scope);
         let procs = pids_with_cmdline(&format!("-id {}", t.id));
         assert!(procs.is_empty(), "shim or processes left: {procs:?}");
         let fifos: Vec<_> = fs::read_dir(h.dir.join("fifo"))
@@ -639,7 +650,11 @@ fn cri_config_binary_name_is_parsed() {
         let cfg = h.dir.join("cri.toml");
         let text = text
             .replace("@DIR@", &h.dir.to_string_lossy())
-            .replace("@KAKURI@", &h.kakuri.to_string_lossy());
+            .replace("@KAKURI@", &h.kakuri.to_string_lossy())
+            .replace(
+                "@SYSTEMD_CGROUP@",
+                if h.slice.is_some() { "true" } else { "false" },
+            );
         fs::write(&cfg, text).expect("write CRI config");
         let mut c = Command::new("containerd");
         c.arg("--config").arg(&cfg).args(["config", "dump"]);
@@ -651,6 +666,8 @@ fn cri_config_binary_name_is_parsed() {
             .unwrap_or_else(|| panic!("no kakuri runtime options in the dump:\n{dump}"));
         let binary = format!("BinaryName = \"{}\"", h.kakuri.display());
         assert!(section.contains(&binary), "{binary} missing:\n{section}");
+        let systemd = format!("SystemdCgroup = {}", h.slice.is_some());
+        assert!(section.contains(&systemd), "{systemd} missing:\n{section}");
         assert!(dump.contains("runtime_type = \"io.containerd.runc.v2\""));
     });
 }

@@ -69,7 +69,7 @@ fn configured_runtime_name_and_json_log_format() {
             let t = Duration::from_secs(90);
             let mut run = podman();
             run.args(["run", "-d", "--name", &name, "--network", "none"])
-                .arg(format!("--cgroup-parent=/{}", h.cgroup_parent))
+                .arg(format!("--cgroup-parent={}", h.cgroup_parent_arg()))
                 .args([IMAGE, "sleep", "1000"]);
             let started = run_cmd(run, None, t);
             let mut inspect = podman();

@@ -3,8 +3,9 @@
 
 use super::{
     cap_mask, cgroup_dir, cgroup_dirs_named, check_head_of_yes, check_loop_into_head,
-    check_masked_paths, in_pty, pids_with_cmdline, read_trim, run_cmd, status_field, wait_until,
-    Harness, Kind, Output, HEAD_OF_YES, IMAGE, LOOP_INTO_HEAD, MASKED_PROBE, PIPE_WAIT,
+    check_masked_paths, check_scope_gone, check_scope_running, in_pty, pids_with_cmdline,
+    read_trim, run_cmd, status_field, wait_until, Harness, Kind, Output, HEAD_OF_YES, IMAGE,
+    LOOP_INTO_HEAD, MASKED_PROBE, PIPE_WAIT,
 };
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -232,6 +233,7 @@ pub fn stop_trapped_sigterm_then_rm_leaves_nothing(h: &Harness) {
     let own_cgroup = h.kind != Kind::PodmanRootless;
     let memory_cgroup = cgroup_dir(pid, "memory");
     assert!(memory_cgroup.exists());
+    let scope = check_scope_running(h, &id, pid);
     wait_until(10, "the trap to be set", || c.logs().contains("started"));
 
     let started = Instant::now();
@@ -254,8 +256,9 @@ pub fn stop_trapped_sigterm_then_rm_leaves_nothing(h: &Harness) {
         "{} left",
         memory_cgroup.display()
     );
-    let cgroups = cgroup_dirs_named(&h.cgroup_parent, &id);
+    let cgroups = cgroup_dirs_named(&h.cgroup_root, &id);
     assert!(cgroups.is_empty(), "cgroups left after rm: {cgroups:?}");
+    check_scope_gone(scope);
     let procs = pids_with_cmdline(&id);
     assert!(procs.is_empty(), "processes naming {id} left: {procs:?}");
     assert!(
@@ -528,7 +531,7 @@ pub fn restart_gets_new_pid(h: &Harness) {
         !Path::new(&format!("/proc/{before}/cgroup")).exists()
             || !fs::read_to_string(format!("/proc/{before}/cgroup"))
                 .unwrap_or_default()
-                .contains(&h.cgroup_parent)
+                .contains(&h.cgroup_root)
     );
 }
 

@@ -568,6 +568,12 @@ pub struct Harness {
     /// Cgroup parent of every container (`kakuri-<client>-<suffix>`, in each hierarchy); also
     /// the containerd namespace name.
     pub cgroup_parent: String,
+    /// With `KAKURI_CLIENT_CGROUP_DRIVER=systemd`: the engine and the runtime use systemd's
+    /// cgroup driver, and every container is a scope in this slice
+    /// (`kakuri_<client>_<suffix>.slice`, no `-` so that it sits at the top of the tree).
+    pub slice: Option<String>,
+    /// The run's top cgroup directory name in each hierarchy: the slice or `cgroup_parent`.
+    pub cgroup_root: String,
     /// Built test image: `rootfs/`, `rootfs.tar`, `oci-image.tar`.
     pub image_dir: PathBuf,
     /// [`Kind::Cri`]: the CNI bridge of this run (unique name, removed at teardown) and its
@@ -645,6 +651,12 @@ impl Harness {
         fs::create_dir(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let kakuri = kakuri_bin();
         let cgroup_parent = format!("kakuri-{}-{suffix}", kind.cgroup_tag());
+        let slice = systemd_driver().then(|| {
+            format!(
+                "kakuri_{}_{suffix}.slice",
+                kind.cgroup_tag().replace('-', "_")
+            )
+        });
         let absent: Vec<String> = kind
             .shared_paths(&kakuri)
             .into_iter()
@@ -656,9 +668,10 @@ impl Harness {
             (String::new(), String::new())
         };
         let env = format!(
-            "KIND={}\nCGROUP_PARENT={cgroup_parent}\nKAKURI='{}'\nABSENT='{}'\nRUN_USER='{}'\n\
+            "KIND={}\nCGROUP_PARENT={cgroup_parent}\nSLICE={}\nKAKURI='{}'\nABSENT='{}'\nRUN_USER='{}'\n\
              CNI_BRIDGE='{cni_bridge}'\n",
             kind.name(),
+            slice.as_deref().unwrap_or_default(),
             kakuri.display(),
             absent.join(" "),
             if kind == Kind::PodmanRootless {
@@ -670,13 +683,15 @@ impl Harness {
         write(&dir.join("teardown.env"), &env)?;
         let h = Harness {
             kind,
-            image_dir: dir.join("image"),
+            image_dir: prebuilt_image().unwrap_or_else(|| dir.join("image")),
             dir,
             suffix,
             kakuri,
+            cgroup_root: slice.clone().unwrap_or_else(|| cgroup_parent.clone()),
             cgroup_parent,
             cni_bridge,
             cni_subnet,
+            slice,
             total,
             finished: AtomicUsize::new(0),
             names: AtomicUsize::new(0),
@@ -688,17 +703,19 @@ impl Harness {
         if unsafe { atexit(teardown_at_exit) } != 0 {
             note("warning: atexit registration failed; the watchdog will clean up at exit");
         }
-        let built = run_cmd(
-            {
-                let mut c = Command::new("bash");
-                c.arg(clients_dir().join("build-image")).arg(&h.image_dir);
-                c
-            },
-            None,
-            Duration::from_secs(60),
-        );
-        if built.code != Some(0) {
-            return Err(format!("building the test image: {}", built.describe()));
+        if prebuilt_image().is_none() {
+            let built = run_cmd(
+                {
+                    let mut c = Command::new("bash");
+                    c.arg(clients_dir().join("build-image")).arg(&h.image_dir);
+                    c
+                },
+                None,
+                Duration::from_secs(60),
+            );
+            if built.code != Some(0) {
+                return Err(format!("building the test image: {}", built.describe()));
+            }
         }
         match kind {
             Kind::Containerd => h.start_containerd()?,
@@ -826,7 +843,13 @@ impl Harness {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let systemd = self.slice.is_some();
         Ok(t.replace("@DIR@", &self.dir.to_string_lossy())
+            .replace(
+                "@CGROUP_DRIVER@",
+                if systemd { "systemd" } else { "cgroupfs" },
+            )
+            .replace("@SYSTEMD_CGROUP@", if systemd { "true" } else { "false" })
             .replace("@KAKURI@", &self.kakuri.to_string_lossy())
             .replace("@KAKURI_NAME@", &bin_name))
     }
@@ -964,7 +987,7 @@ impl Harness {
     /// Options of `ctr run` that select the runtime under test and keep its state, fifos and
     /// cgroup inside this run.
     pub fn ctr_runtime_args(&self, id: &str) -> Vec<String> {
-        vec![
+        let mut args: Vec<String> = vec![
             "--runtime".into(),
             "io.containerd.runc.v2".into(),
             "--runc-binary".into(),
@@ -974,8 +997,24 @@ impl Harness {
             "--fifo-dir".into(),
             self.dir.join("fifo").to_string_lossy().into_owned(),
             "--cgroup".into(),
-            format!("/{}/{id}", self.cgroup_parent),
-        ]
+            match &self.slice {
+                // runc's systemd form slice:prefix:name, the scope kakuri-<id>.scope
+                Some(slice) => format!("{slice}:kakuri:{id}"),
+                None => format!("/{}/{id}", self.cgroup_parent),
+            },
+        ];
+        if self.slice.is_some() {
+            args.push("--runc-systemd-cgroup".into());
+        }
+        args
+    }
+
+    /// The engine's `--cgroup-parent`: `/kakuri-<client>-<suffix>`, or the slice.
+    pub fn cgroup_parent_arg(&self) -> String {
+        match &self.slice {
+            Some(slice) => slice.clone(),
+            None => format!("/{}", self.cgroup_parent),
+        }
     }
 
     // ---------------------------------------------------------------- docker
@@ -1005,7 +1044,7 @@ impl Harness {
                 "--containerd-plugins-namespace",
                 &format!("{}-plugins", self.cgroup_parent),
             ])
-            .args(["--cgroup-parent", &format!("/{}", self.cgroup_parent)])
+            .args(["--cgroup-parent", &self.cgroup_parent_arg()])
             .arg("--add-runtime")
             .arg(format!("kakuri={}", self.kakuri.display()))
             .args([
@@ -1182,7 +1221,7 @@ impl Harness {
                 c.args(["--runtime", "kakuri"]);
             }
             Kind::Podman => {
-                c.args(["--cgroup-parent", &format!("/{}", self.cgroup_parent)]);
+                c.args(["--cgroup-parent", &self.cgroup_parent_arg()]);
             }
             // Rootless on cgroup v1: podman asks for no cgroup at all.
             Kind::PodmanRootless => {}
@@ -1296,10 +1335,16 @@ pub fn write(path: &Path, content: &str) -> Result<(), String> {
     fs::write(path, content).map_err(|e| format!("write {}: {e}", path.display()))
 }
 
-/// The container's cgroup directory in the `controller` v1 hierarchy, from /proc/PID/cgroup.
+/// The container's cgroup directory in the `controller` v1 hierarchy, from /proc/PID/cgroup;
+/// on a pure cgroup v2 host (no v1 line), its cgroup2 directory.
 pub fn cgroup_dir(pid: u32, controller: &str) -> PathBuf {
     let cg = fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .unwrap_or_else(|e| panic!("/proc/{pid}/cgroup: {e}"));
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        if let Some(path) = cg.lines().find_map(|l| l.strip_prefix("0::")) {
+            return Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'));
+        }
+    }
     for line in cg.lines() {
         let mut parts = line.splitn(3, ':');
         let (_, ctrls, path) = (parts.next(), parts.next(), parts.next());
@@ -1500,4 +1545,126 @@ pub fn cgroup_dirs_named(parent: &str, leaf_contains: &str) -> Vec<PathBuf> {
         }
     }
     found
+}
+
+/// `KAKURI_CLIENT_CGROUP_DRIVER`: `systemd` configures every engine and the runtime for
+/// systemd's cgroup driver (transient scopes over D-Bus); unset or `cgroupfs`: cgroupfs.
+pub fn systemd_driver() -> bool {
+    match std::env::var("KAKURI_CLIENT_CGROUP_DRIVER").as_deref() {
+        Ok("systemd") => true,
+        Ok("cgroupfs") | Ok("") | Err(_) => false,
+        Ok(other) => {
+            panic!("KAKURI_CLIENT_CGROUP_DRIVER={other:?}: expected \"systemd\" or \"cgroupfs\"")
+        }
+    }
+}
+
+/// The container's cgroup path in systemd's tree (`name=systemd` on v1/hybrid, else cgroup2).
+fn systemd_cgroup_path(pid: u32) -> String {
+    let cg = fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/cgroup: {e}"));
+    let line = |prefix: &str| {
+        cg.lines()
+            .find_map(|l| l.split_once(prefix).map(|(_, p)| p.to_string()))
+    };
+    line(":name=systemd:")
+        .or_else(|| line("0::"))
+        .unwrap_or_else(|| panic!("process {pid} has no systemd cgroup in:\n{cg}"))
+}
+
+fn systemctl(args: &[&str]) -> Output {
+    let mut c = Command::new("systemctl");
+    c.arg("--no-pager").args(args);
+    run_cmd(c, None, Duration::from_secs(30))
+}
+
+/// With the systemd driver: container `id` (init `pid`) runs in a transient scope of this run's
+/// slice whose name holds the id, which `systemctl list-units --type=scope` lists as active and
+/// `systemctl status` shows holding `pid`. Returns the scope's name (for
+/// [`check_scope_gone`]); None with cgroupfs.
+#[track_caller]
+pub fn check_scope_running(h: &Harness, id: &str, pid: u32) -> Option<String> {
+    let slice = h.slice.as_deref()?;
+    let path = systemd_cgroup_path(pid);
+    let (parent, scope) = path.rsplit_once('/').unwrap_or_default();
+    assert!(
+        scope.ends_with(".scope") && scope.contains(id),
+        "container {id} (pid {pid}) is not in a scope named after it: {path}"
+    );
+    assert_eq!(
+        parent,
+        format!("/{slice}"),
+        "the scope of {id} is not in the run's slice"
+    );
+    let listed = systemctl(&[
+        "list-units",
+        "--type=scope",
+        "--plain",
+        "--no-legend",
+        scope,
+    ]);
+    assert!(
+        listed
+            .out()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .starts_with(&[scope, "loaded", "active", "running"]),
+        "systemctl list-units --type=scope does not show {scope} running: {}",
+        listed.describe()
+    );
+    let status = systemctl(&["status", scope]);
+    assert_eq!(status.code, Some(0), "{}", status.describe());
+    let text = status.out();
+    assert!(
+        text.contains(&format!(
+            "Loaded: loaded (/run/systemd/transient/{scope}; transient)"
+        )) && text.contains(&pid.to_string()),
+        "systemctl status {scope} does not show a transient scope holding {pid}: {text}"
+    );
+    Some(scope.to_string())
+}
+
+/// With the systemd driver, after the container's removal: systemd has no unit `scope` left
+/// (polled for 10 s: systemd drops the unit once it sees the cgroup empty).
+#[track_caller]
+pub fn check_scope_gone(scope: Option<String>) {
+    let Some(scope) = scope else {
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = systemctl(&[
+            "list-units",
+            "--all",
+            "--type=scope",
+            "--plain",
+            "--no-legend",
+            &scope,
+        ]);
+        if listed.code == Some(0) && listed.out().trim().is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "scope {scope} still known to systemd 10 s after the container's removal: {}",
+            listed.describe()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `KAKURI_CLIENT_IMAGE_DIR`: a test image already made by `clients/build-image` (its
+/// `rootfs.tar` and `oci-image.tar` are only read), used instead of building one per run; the
+/// systemd guest's runner builds it once on the host, where it takes a second instead of a
+/// minute of emulated forks.
+fn prebuilt_image() -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os("KAKURI_CLIENT_IMAGE_DIR")?);
+    for f in ["rootfs.tar", "oci-image.tar"] {
+        assert!(
+            dir.join(f).is_file(),
+            "KAKURI_CLIENT_IMAGE_DIR={}: no {f} (make it with runtime-tests/clients/build-image)",
+            dir.display()
+        );
+    }
+    Some(dir)
 }
