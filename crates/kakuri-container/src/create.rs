@@ -208,12 +208,18 @@ pub(crate) fn send_seccomp_listener(
 struct Parent<'a> {
     state: &'a State,
     cgroup: &'a Manager,
+    /// linux.resources with the default device rules: the systemd driver applies them once the
+    /// unit exists (the cgroupfs driver did before the clone).
+    resources: &'a oci::LinuxResources,
     hooks: Option<&'a oci::Hooks>,
 }
 
 impl ParentSteps for Parent<'_> {
     fn placed(&mut self, pid: i32) -> Result<(), String> {
-        self.cgroup.add_task(pid).map_err(|e| e.to_string())
+        // The systemd driver makes the unit here: systemd needs a pid to start a scope.
+        self.cgroup
+            .start_unit(pid, self.resources)
+            .map_err(|e| e.to_string())
     }
 
     fn create_runtime(&mut self, pid: i32) -> Result<(), String> {
@@ -533,6 +539,14 @@ impl Runtime {
 
         let owner = String::new();
         let annotations: HashMap<String, String> = spec.annotations().clone().unwrap_or_default();
+        cgroup
+            .set_unit_annotations(&annotations)
+            .map_err(|e| Error::msg(e.to_string()))?;
+        if let Some(r) = linux.resources() {
+            cgroup
+                .check_unit_resources(r)
+                .map_err(|e| Error::msg(e.to_string()))?;
+        }
         let mut st = State {
             id: o.id.clone(),
             pid: 0,
@@ -633,17 +647,20 @@ impl Runtime {
             rules.extend(default_device_rules(&paths));
             resources.set_devices(Some(rules));
         }
-        match cgroup.apply(&resources) {
-            // runc's rootless manager ignores the devices controller: the user namespace
-            // already forbids mknod, and its rules need privileges the caller does not have.
-            Err(e) if e.is_devices() && self.rootless.cgroups() => {
-                log::debug!("rootless: device rules not applied: {e}");
-                resources.set_devices(None);
-                cgroup
-                    .apply(&resources)
-                    .map_err(|e| Error::msg(e.to_string()))?;
+        // The systemd driver applies them once the unit exists (Parent::placed).
+        if !cgroup.is_systemd() {
+            match cgroup.apply(&resources) {
+                // runc's rootless manager ignores the devices controller: the user namespace
+                // already forbids mknod, and its rules need privileges the caller does not have.
+                Err(e) if e.is_devices() && self.rootless.cgroups() => {
+                    log::debug!("rootless: device rules not applied: {e}");
+                    resources.set_devices(None);
+                    cgroup
+                        .apply(&resources)
+                        .map_err(|e| Error::msg(e.to_string()))?;
+                }
+                r => r.map_err(|e| Error::msg(e.to_string()))?,
             }
-            r => r.map_err(|e| Error::msg(e.to_string()))?,
         }
 
         let dir_path = undo
@@ -744,6 +761,7 @@ impl Runtime {
         let mut parent = Parent {
             state: &st,
             cgroup: &cgroup,
+            resources: &resources,
             hooks: hooks.as_ref(),
         };
         // Nothing in the container may open this process's /proc/<pid>/exe (the kakuri binary)
