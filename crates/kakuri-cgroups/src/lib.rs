@@ -741,7 +741,13 @@ impl Manager {
     /// Remove the container cgroup (and cgroups created below it) from every hierarchy, deepest first.
     /// Missing directories are fine; EBUSY (processes still leaving) is retried for a short while.
     pub fn destroy(&self) -> Result<(), CgroupError> {
-        self.stop_unit()?;
+        // The directories go whatever systemd said (runc too): some were made by kakuri.
+        let stopped = self.stop_unit();
+        self.destroy_dirs()?;
+        stopped
+    }
+
+    fn destroy_dirs(&self) -> Result<(), CgroupError> {
         let start = Instant::now();
         let mut delay = Duration::from_millis(1);
         for h in self.hierarchies() {
@@ -772,7 +778,12 @@ impl Manager {
     /// Like [`Manager::destroy`] without waiting: a directory still busy (processes that are
     /// not the container's, in a cgroup it shared with them) is left in place and returned.
     pub fn destroy_leaving_busy(&self) -> Result<Vec<PathBuf>, CgroupError> {
-        self.stop_unit()?;
+        let stopped = self.stop_unit();
+        let kept = self.destroy_dirs_leaving_busy()?;
+        stopped.map(|()| kept)
+    }
+
+    fn destroy_dirs_leaving_busy(&self) -> Result<Vec<PathBuf>, CgroupError> {
         let mut kept = Vec::new();
         for h in self.hierarchies() {
             match fsutil::remove_tree(&h.path) {
