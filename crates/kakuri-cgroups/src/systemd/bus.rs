@@ -2,8 +2,10 @@
 //! crate, libdbus built in statically) to systemd's manager object, to start, change and stop
 //! the container's transient unit.
 //!
-//! As root the connection goes straight to systemd's private socket (no dbus-daemon in between,
-//! no Hello round trip), falling back to the system bus. A job (start, stop) is waited for
+//! The connection goes to the system bus, as runc's (go-systemd) does; as root without a bus,
+//! to systemd's private socket. (Private socket first saves the dbus-daemon hop and the Hello
+//! round trip, but under systemd 252 a fresh private connection made while a scope was
+//! emptying often got no answer to its first call within the 25 s timeout.) A job (start, stop) is waited for
 //! through its JobRemoved signal, as runc does, for at most [`JOB_TIMEOUT`].
 
 use std::time::{Duration, Instant};
@@ -29,6 +31,8 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(30);
 /// A connection to systemd.
 pub(crate) struct Systemd {
     ch: Channel,
+    /// Through the system bus (dbus-daemon), not systemd's private socket.
+    bus: bool,
 }
 
 fn err(op: &str, unit: &str, e: impl std::fmt::Display) -> CgroupError {
@@ -78,22 +82,26 @@ fn dbus_props(props: &[Property]) -> DbusProps {
 }
 
 impl Systemd {
-    /// Connect: systemd's private socket as root, else the system bus.
+    /// Connect: the system bus (as runc, through go-systemd), else, as root, systemd's private
+    /// socket.
     pub(crate) fn connect() -> Result<Systemd, CgroupError> {
-        // SAFETY: geteuid cannot fail.
-        let root = unsafe { libc::geteuid() } == 0;
-        if root {
-            match Channel::open_private(PRIVATE_SOCKET) {
-                Ok(ch) => return Ok(Systemd { ch }),
-                Err(e) => log::debug!(
-                    "systemd private socket: {}; trying the system bus",
-                    dbus_text(&e)
-                ),
+        match Channel::get_private(BusType::System) {
+            Ok(ch) => {
+                log::debug!("systemd: connected to the system bus");
+                Ok(Systemd { ch, bus: true })
             }
+            // SAFETY: geteuid cannot fail.
+            Err(e) if unsafe { libc::geteuid() } == 0 => {
+                log::debug!(
+                    "system bus: {}; trying systemd's private socket",
+                    dbus_text(&e)
+                );
+                let ch = Channel::open_private(PRIVATE_SOCKET)
+                    .map_err(|e| err("connect to", "systemd", dbus_text(&e)))?;
+                Ok(Systemd { ch, bus: false })
+            }
+            Err(e) => Err(err("connect to", "systemd", dbus_text(&e))),
         }
-        let ch = Channel::get_private(BusType::System)
-            .map_err(|e| err("connect to", "systemd", dbus_text(&e)))?;
-        Ok(Systemd { ch })
     }
 
     fn call(
@@ -104,12 +112,20 @@ impl Systemd {
         let mut msg = Message::new_method_call(DEST, PATH, MANAGER, member)
             .map_err(|e| dbus::Error::new_failed(&e))?;
         append(&mut IterAppend::new(&mut msg));
-        self.ch.send_with_reply_and_block(msg, CALL_TIMEOUT)
+        let t = Instant::now();
+        let r = self.ch.send_with_reply_and_block(msg, CALL_TIMEOUT);
+        log::debug!(
+            "systemd: {member}: {:?} in {:?}",
+            r.as_ref().map(drop).map_err(dbus_text),
+            t.elapsed()
+        );
+        r
     }
 
-    /// Ask systemd to send JobRemoved signals to this connection.
+    /// Ask systemd to send JobRemoved signals to this connection: needed on the bus only
+    /// (systemd sends its signals to every direct connection of its private socket).
     fn subscribe(&self) -> Result<(), dbus::Error> {
-        if self.ch.unique_name().is_some() {
+        if self.bus {
             // On the bus, a match rule routes the signal to us.
             let mut m = Message::new_method_call(
                 "org.freedesktop.DBus",
@@ -121,9 +137,17 @@ impl Systemd {
             IterAppend::new(&mut m).append(format!(
                 "type='signal',sender='{DEST}',path='{PATH}',interface='{MANAGER}',member='JobRemoved'"
             ));
-            self.ch.send_with_reply_and_block(m, CALL_TIMEOUT)?;
+            let t = Instant::now();
+            let r = self.ch.send_with_reply_and_block(m, CALL_TIMEOUT);
+            log::debug!(
+                "systemd: AddMatch: {:?} in {:?}",
+                r.as_ref().map(drop).map_err(dbus_text),
+                t.elapsed()
+            );
+            r?;
+            self.call("Subscribe", |_| {})?;
         }
-        self.call("Subscribe", |_| {}).map(drop)
+        Ok(())
     }
 
     /// Wait for the JobRemoved signal of `job`; returns its result ("done", "failed", ...).
