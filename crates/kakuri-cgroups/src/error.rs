@@ -7,9 +7,13 @@ use std::path::PathBuf;
 /// Errors returned by [`crate::Manager`].
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
-    /// `--systemd-cgroup` was requested.
-    #[error("the systemd cgroup driver is not supported yet")]
-    SystemdUnsupported,
+    /// A D-Bus call to systemd (systemd cgroup driver) failed.
+    #[error("systemd: {op} unit {unit:?}: {reason}")]
+    Systemd {
+        op: String,
+        unit: String,
+        reason: String,
+    },
 
     /// No cgroup filesystem is mounted at all.
     #[error("no cgroup filesystem is mounted (checked {0})")]

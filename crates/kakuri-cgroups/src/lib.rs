@@ -9,6 +9,7 @@ mod error;
 mod fsutil;
 mod stats;
 mod system;
+mod systemd;
 mod v1;
 mod v2;
 
@@ -76,6 +77,10 @@ pub struct Manager {
     /// Only `create` needs it: not stored.
     #[serde(skip)]
     skip_cause: Option<String>,
+    /// The systemd driver (`--systemd-cgroup`): the container's unit. The cgroup directories
+    /// above are then the unit's, and everything but the unit itself is done through them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    systemd: Option<systemd::Unit>,
 }
 
 /// How long destroy() retries rmdir while the last processes of a killed container leave.
@@ -96,17 +101,136 @@ impl Manager {
     /// Resolve the container's cgroup from `linux.cgroupsPath` as runc's cgroupfs driver does: an absolute
     /// path is taken from the root of every hierarchy; a relative one is placed under the runtime's own cgroup
     /// (from /proc/self/cgroup; on a v2 host under its parent, as runc); `None` (or "") means the relative
-    /// path `<container_id>`. `systemd` (--systemd-cgroup) is refused: no systemd driver exists yet.
+    /// path `<container_id>`. With `systemd` (--systemd-cgroup) the path is `slice:prefix:name` and
+    /// the container gets a systemd scope (see [`Manager::start_unit`]).
     pub fn new(
         cgroups_path: Option<&str>,
         container_id: &str,
         systemd: bool,
     ) -> Result<Manager, CgroupError> {
-        if systemd {
-            return Err(CgroupError::SystemdUnsupported);
-        }
         let sys = system::system()?;
+        if systemd {
+            // SAFETY: geteuid cannot fail.
+            if unsafe { libc::geteuid() } != 0 {
+                return Err(CgroupError::invalid(
+                    "--systemd-cgroup",
+                    "the systemd cgroup driver needs root (the user manager, systemdUser, is not supported)",
+                ));
+            }
+            let proc1 = if sys.mode == Mode::V2 {
+                String::new()
+            } else {
+                std::fs::read_to_string("/proc/1/cgroup").map_err(|e| CgroupError::System {
+                    path: PathBuf::from("/proc/1/cgroup"),
+                    reason: e.to_string(),
+                })?
+            };
+            return Self::with_systemd(sys, &proc1, cgroups_path, container_id);
+        }
         Self::with_system(sys, cgroups_path, container_id)
+    }
+
+    /// The systemd driver's directories: `<slice path>/<unit>` in every hierarchy, under the
+    /// cgroup of systemd itself (`/proc/1/cgroup`, without init.scope) on v1 hierarchies, as runc.
+    pub(crate) fn with_systemd(
+        sys: &SystemInfo,
+        proc1_cgroup: &str,
+        cgroups_path: Option<&str>,
+        container_id: &str,
+    ) -> Result<Manager, CgroupError> {
+        let (unit, slice_path) = systemd::Unit::resolve(cgroups_path, container_id)?;
+        let v1 = sys
+            .v1
+            .iter()
+            .map(|m| {
+                let base = systemd::init_cgroup_base(proc1_cgroup, Some(&m.controllers[0]));
+                let rel = system::relative_to_root(&base, &m.root);
+                Hierarchy {
+                    controllers: m.controllers.clone(),
+                    mount_point: m.mount_point.clone(),
+                    path: systemd::join(&m.mount_point, &[rel, &slice_path, &unit.name]),
+                }
+            })
+            .collect();
+        let unified = sys.unified.as_ref().map(|u| {
+            let base = if sys.mode == Mode::V2 {
+                String::new()
+            } else {
+                systemd::init_cgroup_base(proc1_cgroup, None)
+            };
+            let rel = system::relative_to_root(&base, &u.root);
+            Hierarchy {
+                controllers: Vec::new(),
+                mount_point: u.mount_point.clone(),
+                path: systemd::join(&u.mount_point, &[rel, &slice_path, &unit.name]),
+            }
+        });
+        Ok(Manager {
+            mode: sys.mode,
+            v1,
+            unified,
+            skipped: Vec::new(),
+            skip_cause: None,
+            systemd: Some(unit),
+        })
+    }
+
+    /// Whether this is the systemd driver (the cgroup is made by [`Manager::start_unit`], with
+    /// the init's pid, instead of [`Manager::create`]).
+    pub fn is_systemd(&self) -> bool {
+        self.systemd.is_some()
+    }
+
+    /// The systemd unit's name (systemd driver).
+    pub fn unit_name(&self) -> Option<&str> {
+        self.systemd.as_ref().map(|u| u.name.as_str())
+    }
+
+    /// Systemd driver: take the `org.systemd.property.*` annotations as extra unit properties
+    /// (refusing bad names and values, as runc). Nothing to do for the cgroupfs driver.
+    pub fn set_unit_annotations(
+        &mut self,
+        annotations: &std::collections::HashMap<String, String>,
+    ) -> Result<(), CgroupError> {
+        if let Some(u) = &mut self.systemd {
+            u.extra = systemd::annotation_properties(annotations)?;
+        }
+        Ok(())
+    }
+
+    /// Systemd driver, `create`: check that `res` converts to unit properties, before anything
+    /// exists.
+    pub fn check_unit_resources(&self, res: &LinuxResources) -> Result<(), CgroupError> {
+        if self.systemd.is_some() {
+            systemd::resource_properties(res, self.mode, false)?;
+        }
+        Ok(())
+    }
+
+    /// Systemd driver: start the transient unit with `pid` in it (StartTransientUnit, waiting for
+    /// the job) and the resources systemd can express as properties, then join and configure the
+    /// cgroup directories systemd does not manage and write `res` to the files, as runc does.
+    /// For the cgroupfs driver this is [`Manager::add_task`] (the directories exist and are
+    /// configured already).
+    pub fn start_unit(&self, pid: i32, res: &LinuxResources) -> Result<(), CgroupError> {
+        let Some(unit) = &self.systemd else {
+            return self.add_task(pid);
+        };
+        let mut props = unit.base_properties(pid as u32, self.mode);
+        props.extend(systemd::resource_properties(res, self.mode, true)?);
+        props.extend(unit.extra.iter().cloned());
+        let conn = systemd::bus::Systemd::connect()?;
+        conn.start_unit(&unit.name, &props)?;
+        let mut created = Vec::new();
+        for h in self.hierarchies() {
+            if h.has("name=systemd") || (h.controllers.is_empty() && self.mode != Mode::V2) {
+                // systemd's own hierarchies: it made the directory and put the pid there.
+                continue;
+            }
+            self.create_one(h, &mut created, true)?;
+            Self::add_task_to(pid, &h.path)?;
+        }
+        self.set(res, false)
     }
 
     pub(crate) fn with_system(
@@ -198,6 +322,7 @@ impl Manager {
             unified,
             skipped: Vec::new(),
             skip_cause: None,
+            systemd: None,
         })
     }
 
@@ -251,6 +376,10 @@ impl Manager {
     /// [`Manager::create`]; with `allow_processes` a cgroup that already holds processes is
     /// used as it is (runc 1.1 only warns about that; the caller does).
     pub fn create_with(&self, allow_processes: bool) -> Result<(), CgroupError> {
+        if self.systemd.is_some() {
+            // The unit makes them, with the init's pid: start_unit().
+            return Ok(());
+        }
         let mut created: Vec<PathBuf> = Vec::new();
         let r = self.create_inner(&mut created, allow_processes);
         if r.is_err() {
@@ -312,6 +441,10 @@ impl Manager {
         allow_processes: bool,
         may_skip: &dyn Fn() -> bool,
     ) -> Result<Vec<PathBuf>, CgroupError> {
+        if self.systemd.is_some() {
+            // The unit makes them, with the init's pid: start_unit().
+            return Ok(Vec::new());
+        }
         let mut created: Vec<PathBuf> = Vec::new();
         let mut left_out: Vec<PathBuf> = Vec::new();
         let mut r = Ok(());
@@ -373,6 +506,13 @@ impl Manager {
     /// `kakuri update`: like apply(), but unset and zero values leave the current setting alone, and the
     /// device rules are not touched (runc's update does not change them).
     pub fn update(&self, res: &LinuxResources) -> Result<(), CgroupError> {
+        if let Some(unit) = &self.systemd {
+            // As runc: the unit's properties first (systemd would put them back otherwise).
+            let props = systemd::resource_properties(res, self.mode, false)?;
+            if !props.is_empty() {
+                systemd::bus::Systemd::connect()?.set_properties(&unit.name, &props)?;
+            }
+        }
         self.set(res, true)
     }
 
@@ -625,6 +765,13 @@ impl Manager {
     /// Remove the container cgroup (and cgroups created below it) from every hierarchy, deepest first.
     /// Missing directories are fine; EBUSY (processes still leaving) is retried for a short while.
     pub fn destroy(&self) -> Result<(), CgroupError> {
+        // The directories go whatever systemd said (runc too): some were made by kakuri.
+        let stopped = self.stop_unit();
+        self.destroy_dirs()?;
+        stopped
+    }
+
+    fn destroy_dirs(&self) -> Result<(), CgroupError> {
         let start = Instant::now();
         let mut delay = Duration::from_millis(1);
         for h in self.hierarchies() {
@@ -655,6 +802,12 @@ impl Manager {
     /// Like [`Manager::destroy`] without waiting: a directory still busy (processes that are
     /// not the container's, in a cgroup it shared with them) is left in place and returned.
     pub fn destroy_leaving_busy(&self) -> Result<Vec<PathBuf>, CgroupError> {
+        let stopped = self.stop_unit();
+        let kept = self.destroy_dirs_leaving_busy()?;
+        stopped.map(|()| kept)
+    }
+
+    fn destroy_dirs_leaving_busy(&self) -> Result<Vec<PathBuf>, CgroupError> {
         let mut kept = Vec::new();
         for h in self.hierarchies() {
             match fsutil::remove_tree(&h.path) {
@@ -671,6 +824,15 @@ impl Manager {
             }
         }
         Ok(kept)
+    }
+
+    /// Systemd driver: stop the unit (systemd removes its directories); a unit systemd does not
+    /// know any more is fine. The directories made by kakuri are removed by the caller.
+    fn stop_unit(&self) -> Result<(), CgroupError> {
+        let Some(unit) = &self.systemd else {
+            return Ok(());
+        };
+        systemd::bus::Systemd::connect()?.stop_unit(&unit.name)
     }
 
     /// Resource usage, in the shape of runc's `events --stats` data.

@@ -1138,3 +1138,49 @@ fn v2_paths_on_the_real_cgroup2_hierarchy() {
     m.destroy().unwrap();
     assert!(!dir.exists());
 }
+
+#[test]
+fn systemd_driver_paths_hybrid() {
+    let sys =
+        SystemInfo::parse(HYBRID_MOUNTINFO, HYBRID_CGROUP, Path::new("/sys/fs/cgroup")).unwrap();
+    // systemd's own cgroup (init.scope) is dropped: slices live at the root of each hierarchy.
+    let proc1 = "4:memory:/init.scope\n9:name=systemd:/init.scope\n0::/init.scope\n";
+    let m = Manager::with_systemd(&sys, proc1, Some("a-b.slice:pre:ctr"), "id").unwrap();
+    assert!(m.is_systemd());
+    assert_eq!(m.unit_name(), Some("pre-ctr.scope"));
+    assert_eq!(
+        m.path("memory").unwrap(),
+        Path::new("/sys/fs/cgroup/memory/a.slice/a-b.slice/pre-ctr.scope")
+    );
+    assert_eq!(
+        m.path("name=systemd").unwrap(),
+        Path::new("/sys/fs/cgroup/systemd/a.slice/a-b.slice/pre-ctr.scope")
+    );
+    assert_eq!(
+        m.unified_path().unwrap(),
+        Path::new("/sys/fs/cgroup/unified/a.slice/a-b.slice/pre-ctr.scope")
+    );
+    // The unit survives the state.json round trip; the annotation properties do not need to.
+    let back: Manager = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+    assert_eq!(back.unit_name(), Some("pre-ctr.scope"));
+    assert_eq!(back.all_paths(), m.all_paths());
+    // create() makes nothing under the driver: the unit does, with the init's pid.
+    m.create().unwrap();
+    let e = Manager::with_systemd(&sys, proc1, Some("bad:pre:ctr"), "id")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "linux.cgroupsPath: invalid slice name: bad");
+}
+
+#[test]
+fn systemd_driver_paths_v2_default() {
+    let t = TempDir::new();
+    let sys = fake_v2(&t.0);
+    let m = Manager::with_systemd(&sys, "", None, "c1").unwrap();
+    assert_eq!(m.mode(), Mode::V2);
+    assert_eq!(
+        m.unified_path().unwrap(),
+        t.0.join("system.slice/runc-c1.scope")
+    );
+    assert_eq!(m.all_paths().len(), 1);
+}

@@ -251,11 +251,27 @@ fn relative_and_default_paths_are_under_own_cgroup() {
 }
 
 #[test]
-fn systemd_driver_is_refused() {
-    let e = Manager::new(None, "x", true).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "the systemd cgroup driver is not supported yet"
+fn systemd_driver_resolves_the_scope_paths() {
+    // Resolving touches no D-Bus: the unit is started with the init's pid, at create.
+    let m = Manager::new(Some("a-b.slice:kt:x"), "x", true).unwrap();
+    assert!(m.is_systemd());
+    assert_eq!(m.unit_name(), Some("kt-x.scope"));
+    let init = std::fs::read_to_string("/proc/1/cgroup").unwrap();
+    let base = init
+        .lines()
+        .find_map(|l| l.split_once(":memory:").map(|x| x.1))
+        .unwrap()
+        .trim_end_matches("init.scope")
+        .trim_matches('/')
+        .to_string();
+    let mut want = Path::new("/sys/fs/cgroup/memory").join(&base);
+    want.push("a.slice/a-b.slice/kt-x.scope");
+    assert_eq!(m.path("memory").unwrap(), want);
+    let e = Manager::new(Some("/not/a/unit"), "x", true).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("linux.cgroupsPath: expected cgroupsPath to be of format"),
+        "{e}"
     );
 }
 

@@ -299,6 +299,9 @@ pub(crate) fn send_seccomp_listener(
 struct Parent<'a> {
     state: &'a State,
     cgroup: &'a Manager,
+    /// linux.resources with the default device rules: the systemd driver applies them once the
+    /// unit exists (the cgroupfs driver did before the clone).
+    resources: &'a oci::LinuxResources,
     hooks: Option<&'a oci::Hooks>,
     net_devices: &'a [kakuri_isolate::netdev::NetDevice],
     rdt: Option<&'a crate::resctrl::Plan>,
@@ -308,12 +311,16 @@ struct Parent<'a> {
 
 impl ParentSteps for Parent<'_> {
     fn placed(&mut self, pid: i32, in_cgroup2: bool) -> Result<(), String> {
-        if in_cgroup2 {
+        if in_cgroup2 && !self.cgroup.is_systemd() {
+            // Cloned into its cgroup2 directory: only the v1 hierarchies are left.
             self.cgroup
                 .add_task_except_unified(pid)
                 .map_err(|e| e.to_string())?;
         } else {
-            self.cgroup.add_task(pid).map_err(|e| e.to_string())?;
+            // The systemd driver makes the unit here: systemd needs a pid to start a scope.
+            self.cgroup
+                .start_unit(pid, self.resources)
+                .map_err(|e| e.to_string())?;
         }
         if let Some(p) = self.rdt {
             crate::resctrl::apply(p, pid, &mut self.rdt_made)?;
@@ -680,6 +687,14 @@ impl Runtime {
 
         let owner = String::new();
         let annotations: HashMap<String, String> = spec.annotations().clone().unwrap_or_default();
+        cgroup
+            .set_unit_annotations(&annotations)
+            .map_err(|e| Error::msg(e.to_string()))?;
+        if let Some(r) = linux.resources() {
+            cgroup
+                .check_unit_resources(r)
+                .map_err(|e| Error::msg(e.to_string()))?;
+        }
         let mut st = State {
             id: o.id.clone(),
             pid: 0,
@@ -794,17 +809,20 @@ impl Runtime {
             rules.extend(default_device_rules(&paths));
             resources.set_devices(Some(rules));
         }
-        match cgroup.apply(&resources) {
-            // runc's rootless manager ignores the devices controller: the user namespace
-            // already forbids mknod, and its rules need privileges the caller does not have.
-            Err(e) if e.is_devices() && self.rootless.cgroups() => {
-                log::debug!("rootless: device rules not applied: {e}");
-                resources.set_devices(None);
-                cgroup
-                    .apply(&resources)
-                    .map_err(|e| Error::msg(e.to_string()))?;
+        // The systemd driver applies them once the unit exists (Parent::placed).
+        if !cgroup.is_systemd() {
+            match cgroup.apply(&resources) {
+                // runc's rootless manager ignores the devices controller: the user namespace
+                // already forbids mknod, and its rules need privileges the caller does not have.
+                Err(e) if e.is_devices() && self.rootless.cgroups() => {
+                    log::debug!("rootless: device rules not applied: {e}");
+                    resources.set_devices(None);
+                    cgroup
+                        .apply(&resources)
+                        .map_err(|e| Error::msg(e.to_string()))?;
+                }
+                r => r.map_err(|e| Error::msg(e.to_string()))?,
             }
-            r => r.map_err(|e| Error::msg(e.to_string()))?,
         }
 
         let dir_path = undo
@@ -894,7 +912,12 @@ impl Runtime {
             exec_fifo: Some(OwnedFd::from(fifo)),
             exec_status: Some(OwnedFd::from(exec_status)),
             close_in_child: undo.dir.iter().map(|d| d.lock_fd()).collect(),
-            cgroup2_dir: cgroup.unified_path().and_then(open_cgroup2_dir),
+            cgroup2_dir: if cgroup.is_systemd() {
+                // The unit's directory exists only once systemd has started the scope.
+                None
+            } else {
+                cgroup.unified_path().and_then(open_cgroup2_dir)
+            },
         };
         let hooks = st.hooks.clone();
         let init = Init {
@@ -906,6 +929,7 @@ impl Runtime {
         let mut parent = Parent {
             state: &st,
             cgroup: &cgroup,
+            resources: &resources,
             hooks: hooks.as_ref(),
             net_devices: &net_devices,
             rdt: rdt_plan.as_ref(),
