@@ -5,7 +5,9 @@
 //! the init alive, is the exec fifo still there, is the cgroup frozen), so the state file is
 //! written once, by `create`.
 
+pub mod checkpoint;
 pub mod create;
+pub mod criu;
 pub mod events;
 pub mod exec;
 pub mod features;
