@@ -91,11 +91,7 @@ impl CriuOptions {
         for ns in &self.empty_ns {
             match ns.as_str() {
                 "network" => mask |= i64::from(libc::CLONE_NEWNET),
-                other => {
-                    return Err(Error::msg(format!(
-                        "namespace {other:?} is not supported"
-                    )))
-                }
+                other => return Err(Error::msg(format!("namespace {other:?} is not supported"))),
             }
         }
         Ok(mask)
@@ -125,9 +121,7 @@ impl CriuOptions {
         }
         if let Some(p) = &self.page_server {
             if !p.is_empty() {
-                return Err(Error::msg(
-                    "--page-server is not supported by kakuri",
-                ));
+                return Err(Error::msg("--page-server is not supported by kakuri"));
             }
         }
         Ok(())
@@ -284,12 +278,7 @@ fn cgroup_freezer(cg: &Manager) -> Option<PathBuf> {
 
 /// External mounts: bind mounts, cgroup v1 binds, masked files and device nodes, as runc
 /// lists them. `val` gives the value for a mount (dump: the key itself, restore: the source).
-fn ext_mounts(
-    spec: &oci::Spec,
-    st: &State,
-    masked_files: &[String],
-    restore: bool,
-) -> Vec<Msg> {
+fn ext_mounts(spec: &oci::Spec, st: &State, masked_files: &[String], restore: bool) -> Vec<Msg> {
     let mut out = Vec::new();
     let linux = spec.linux().clone().unwrap_or_default();
     let has_cgroupns = linux
@@ -423,8 +412,15 @@ impl Runtime {
         }
         let kind = if o.pre_dump { "PRE_DUMP" } else { "DUMP" };
         let mut req = Msg::default();
-        req.int(1, if o.pre_dump { criu::PRE_DUMP } else { criu::DUMP } as i64)
-            .msg(2, &m);
+        req.int(
+            1,
+            if o.pre_dump {
+                criu::PRE_DUMP
+            } else {
+                criu::DUMP
+            } as i64,
+        )
+        .msg(2, &m);
         let swrk = Swrk::start(&o.criu_path(), &[], false).map_err(Error::msg)?;
         swrk.send(&req).map_err(Error::msg)?;
         loop {
@@ -450,9 +446,7 @@ impl Runtime {
             }
             break;
         }
-        let status = swrk
-            .finish()
-            .map_err(|e| Error::io("wait for criu", e))?;
+        let status = swrk.finish().map_err(|e| Error::io("wait for criu", e))?;
         if !status.success() && !o.pre_dump {
             return Err(Error::msg(format!(
                 "criu failed: {status}\nlog file: {}",
@@ -553,7 +547,12 @@ impl Runtime {
         // the cgroup below) makes the device nodes of the container's /dev tmpfs.
         let mut resources = linux.resources().clone().unwrap_or_default();
         let mut rules = resources.devices().clone().unwrap_or_default();
-        let dev_paths: Vec<&Path> = linux.devices().iter().flatten().map(|d| d.path().as_path()).collect();
+        let dev_paths: Vec<&Path> = linux
+            .devices()
+            .iter()
+            .flatten()
+            .map(|d| d.path().as_path())
+            .collect();
         rules.extend(crate::create::default_device_rules(&dev_paths));
         resources.set_devices(Some(rules));
         cgroup
@@ -575,14 +574,19 @@ impl Runtime {
             .collect();
         for m in spec.mounts().iter().flatten() {
             let d = m.destination();
-            if tmpfs.iter().any(|t| d != t && d.starts_with(t)) || m.typ().as_deref() == Some("cgroup")
+            if tmpfs.iter().any(|t| d != t && d.starts_with(t))
+                || m.typ().as_deref() == Some("cgroup")
             {
                 continue;
             }
             let target = bundle.rootfs.join(ct_path(d).trim_start_matches('/'));
             if is_bind(m) {
                 let src = m.source().clone().unwrap_or_default();
-                let src = if src.is_absolute() { src } else { bundle.dir.join(src) };
+                let src = if src.is_absolute() {
+                    src
+                } else {
+                    bundle.dir.join(src)
+                };
                 if std::fs::metadata(&src).is_ok_and(|md| !md.is_dir()) {
                     if let Some(p) = target.parent() {
                         let _ = std::fs::create_dir_all(p);
@@ -615,7 +619,8 @@ impl Runtime {
                         .map_err(|e| Error::io(format!("open {}", p.display()), e))?;
                     let fd = OwnedFd::from(f);
                     let mut inh = Msg::default();
-                    inh.str(1, ext_ns_key(n.typ())).int(2, i64::from(fd.as_raw_fd()));
+                    inh.str(1, ext_ns_key(n.typ()))
+                        .int(2, i64::from(fd.as_raw_fd()));
                     m.msg(27, &inh);
                     inherit.push(fd);
                 }
@@ -709,9 +714,8 @@ impl Runtime {
                 }
                 Some("orphan-pts-master") => {
                     if let (Some(master), Some(sock)) = (fd, console.as_ref()) {
-                        kakuri_isolate::send_fd(sock, &master, "/dev/ptmx").map_err(|e| {
-                            Error::io("send the console to --console-socket", e)
-                        })?;
+                        kakuri_isolate::send_fd(sock, &master, "/dev/ptmx")
+                            .map_err(|e| Error::io("send the console to --console-socket", e))?;
                     }
                 }
                 _ => {}
@@ -779,13 +783,7 @@ impl BindMount {
             nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REC,
             None::<&str>,
         )
-        .map_err(|e| {
-            Error::msg(format!(
-                "bind {} to {}: {e}",
-                src.display(),
-                dst.display()
-            ))
-        })?;
+        .map_err(|e| Error::msg(format!("bind {} to {}: {e}", src.display(), dst.display())))?;
         Ok(BindMount(dst.to_path_buf()))
     }
 }

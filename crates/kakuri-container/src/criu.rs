@@ -181,9 +181,12 @@ pub struct Swrk {
 
 /// Make `fd` survive execve (CRIU reads the fds it is given by number).
 pub fn inheritable(fd: RawFd) -> Result<(), String> {
-    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))
-        .map(|_| ())
-        .map_err(|e| format!("fcntl: {e}"))
+    nix::fcntl::fcntl(
+        fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .map(|_| ())
+    .map_err(|e| format!("fcntl: {e}"))
 }
 
 impl Swrk {
@@ -266,10 +269,8 @@ impl Swrk {
 
     /// Stop talking and reap CRIU; its exit status.
     pub fn finish(mut self) -> std::io::Result<std::process::ExitStatus> {
-        let _ = nix::sys::socket::shutdown(
-            self.sock.as_raw_fd(),
-            nix::sys::socket::Shutdown::Write,
-        );
+        let _ =
+            nix::sys::socket::shutdown(self.sock.as_raw_fd(), nix::sys::socket::Shutdown::Write);
         self.child.wait()
     }
 }
@@ -297,7 +298,10 @@ mod tests {
         let mut inner = Msg::default();
         inner.str(1, "post-restore").int(2, 4242);
         let mut m = Msg::default();
-        m.int(1, NOTIFY as i64).flag(2, true).msg(5, &inner).int(7, -5);
+        m.int(1, NOTIFY as i64)
+            .flag(2, true)
+            .msg(5, &inner)
+            .int(7, -5);
         let r = Response::parse(m.as_bytes()).unwrap();
         assert_eq!(r.typ, NOTIFY);
         assert!(r.success);

@@ -483,10 +483,7 @@ fn dispatch(rt: &Runtime, cmd: Cmd, criu: Option<PathBuf>) -> (Option<&'static s
             o.console_socket = console_socket;
             o.lsm_profile = lsm_profile.filter(|s| !s.is_empty());
             o.lsm_mount_context = lsm_mount_context.filter(|s| !s.is_empty());
-            (
-                None,
-                rt.restore(&c.id, &o).map(|c| c.clamp(0, 255) as u8),
-            )
+            (None, rt.restore(&c.id, &o).map(|c| c.clamp(0, 255) as u8))
         }
         Cmd::Create(a) => (Some("create"), rt.create(&a.options()).map(|_| 0)),
         Cmd::Run {
