@@ -105,7 +105,7 @@ fn run_detached<'a>(env: &'a TestEnv, b: &Bundle) -> Container<'a> {
     c
 }
 
-fn restore<'a>(env: &'a TestEnv, b: &Bundle, id: &str, img: &Path, extra: &[&str]) -> CmdOutput {
+fn restore(env: &TestEnv, b: &Bundle, id: &str, img: &Path, extra: &[&str]) -> CmdOutput {
     let mut args = vec![
         "restore",
         "--detach",
