@@ -206,7 +206,7 @@ fn common_opts(o: &CriuOptions, img: &OwnedFd, work: Option<&OwnedFd>, log: &str
         .flag(5, o.tcp_established)
         .flag(4, o.ext_unix_sk)
         .flag(8, o.file_locks)
-        .flag(49 + 1, true) // orphan_pts_master (50)
+        .flag(50, true) // orphan_pts_master
         .flag(16, o.auto_dedup);
     if let Some(w) = work {
         m.int(17, i64::from(w.as_raw_fd()));
@@ -559,11 +559,13 @@ impl Runtime {
             .apply(&resources)
             .map_err(|e| Error::msg(e.to_string()))?;
 
-        // CRIU wants the root to be a mount point whose parent is not overmounted.
-        let root = dir.path.join("criu-root");
-        std::fs::create_dir(&root)
+        // CRIU wants the root to be a mount point whose parent is not overmounted. It is made
+        // outside the state dir (under a name no container id can have), so that removing a
+        // state dir can never reach into the rootfs through it.
+        let root = self.root.join("criu@restore").join(id);
+        std::fs::create_dir_all(&root)
             .map_err(|e| Error::io(format!("mkdir {}", root.display()), e))?;
-        let _root_mount = BindMount::new(&bundle.rootfs, &root)?;
+        let root_mount = BindMount::new(&bundle.rootfs, &root)?;
         // Mount points of bind mounts that are not on a tmpfs CRIU restores itself.
         let tmpfs: Vec<PathBuf> = spec
             .mounts()
@@ -725,6 +727,7 @@ impl Runtime {
             swrk.send(&ack).map_err(Error::msg)?;
         }
         let status = swrk.finish().map_err(|e| Error::io("wait for criu", e))?;
+        drop(root_mount);
         if !status.success() {
             return Err(Error::msg(format!(
                 "criu failed: {status}\nlog file: {}",
@@ -792,6 +795,10 @@ impl Drop for BindMount {
     fn drop(&mut self) {
         let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
         let _ = std::fs::remove_dir(&self.0);
+        // The shared parent goes when no other restore uses it.
+        if let Some(p) = self.0.parent() {
+            let _ = std::fs::remove_dir(p);
+        }
     }
 }
 
