@@ -220,8 +220,21 @@ fn counter_continues_after_checkpoint_and_restore() {
     assert_ne!(c.cmd("state", &[]).code, Some(0), "container still exists");
     let before = counts(&b);
     let last = *before.last().unwrap();
-    restore(&env, &b, c.id(), &img, &[]).ok();
+    let pid_file = env.dir().join("restored.pid");
+    restore(
+        &env,
+        &b,
+        c.id(),
+        &img,
+        &["--pid-file", pid_file.to_str().unwrap()],
+    )
+    .ok();
     assert_eq!(c.status(), "running");
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        c.pid().to_string(),
+        "--pid-file of restore"
+    );
     assert_in_own_cgroup(&c);
     let after = wait_counts(&b, before.len() + 3);
     // One run of numbers: it went on from `last`, it did not start again.
