@@ -30,7 +30,7 @@ pub struct CreateOptions {
     pub preserve_fds: u32,
 }
 
-fn spec_ns_name(t: LinuxNamespaceType) -> &'static str {
+pub(crate) fn spec_ns_name(t: LinuxNamespaceType) -> &'static str {
     match t {
         LinuxNamespaceType::Mount => "mnt",
         LinuxNamespaceType::Cgroup => "cgroup",
@@ -77,7 +77,7 @@ fn propagation(s: &str) -> Result<libc::c_ulong, Error> {
 /// the config's. A rule that comes with a device node (`/dev/null` ...) is left out when
 /// `linux.devices` lists a device at that path, as runc leaves it out: the config's device
 /// then replaces the default one, and only `linux.resources.devices` decides its access.
-fn default_device_rules(config_paths: &[&Path]) -> Vec<oci::LinuxDeviceCgroup> {
+pub(crate) fn default_device_rules(config_paths: &[&Path]) -> Vec<oci::LinuxDeviceCgroup> {
     use oci::LinuxDeviceType::{B, C};
     let rule = |t: oci::LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
         let mut b = oci::LinuxDeviceCgroupBuilder::default()

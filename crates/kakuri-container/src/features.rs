@@ -64,7 +64,7 @@ pub fn features() -> Value {
         },
         "annotations": {
             "io.github.seccomp.libseccomp.version": kakuri_seccomp::libseccomp_version_string(),
-            "org.opencontainers.runc.checkpoint.enabled": "false",
+            "org.opencontainers.runc.checkpoint.enabled": "true",
             "org.kakuri.version": env!("CARGO_PKG_VERSION")
         }
     })

@@ -6,7 +6,9 @@
 //! written once, by `create`.
 
 pub mod check;
+pub mod checkpoint;
 pub mod create;
+pub mod criu;
 pub mod events;
 pub mod exec;
 pub mod features;

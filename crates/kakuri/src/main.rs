@@ -37,7 +37,7 @@ pub(crate) struct Cli {
     /// Directory for container state (default /run/kakuri, or $XDG_RUNTIME_DIR/kakuri when not root)
     #[arg(long, global = true, value_name = "DIR")]
     root: Option<PathBuf>,
-    /// Path to the criu binary (checkpoint/restore is not supported yet)
+    /// Path to the criu binary used by checkpoint and restore (default: criu in $PATH)
     #[arg(long, global = true, value_name = "PATH")]
     criu: Option<PathBuf>,
     /// Use the systemd cgroup driver (not supported yet: an error)
@@ -147,8 +147,113 @@ struct ExecArgs {
     ignore_paused: bool,
 }
 
+/// Options checkpoint and restore share (runc's names).
+#[derive(Args, Debug, Clone)]
+struct CriuArgs {
+    /// Container id
+    id: String,
+    /// Directory of the CRIU image files (default: ./checkpoint)
+    #[arg(long = "image-path", value_name = "DIR")]
+    image_path: Option<PathBuf>,
+    /// Directory for CRIU's work files and logs
+    #[arg(long = "work-path", value_name = "DIR")]
+    work_path: Option<PathBuf>,
+    /// Allow open TCP connections
+    #[arg(long = "tcp-established")]
+    tcp_established: bool,
+    /// Allow external unix sockets
+    #[arg(long = "ext-unix-sk")]
+    ext_unix_sk: bool,
+    /// Allow shell jobs
+    #[arg(long = "shell-job")]
+    shell_job: bool,
+    /// Handle file locks
+    #[arg(long = "file-locks")]
+    file_locks: bool,
+    /// Lazily restore memory pages (userfaultfd): refused, kakuri runs no lazy-pages daemon
+    #[arg(long = "lazy-pages")]
+    lazy_pages: bool,
+    /// cgroups mode: soft (default), full or strict
+    #[arg(long = "manage-cgroups-mode", value_name = "MODE")]
+    manage_cgroups_mode: Option<String>,
+    /// Create a namespace but do not restore its properties (only "network")
+    #[arg(long = "empty-ns", value_name = "NS")]
+    empty_ns: Vec<String>,
+    /// Enable auto deduplication of memory images
+    #[arg(long = "auto-dedup")]
+    auto_dedup: bool,
+}
+
+impl CriuArgs {
+    fn options(&self, criu: Option<PathBuf>) -> kakuri_container::checkpoint::CriuOptions {
+        kakuri_container::checkpoint::CriuOptions {
+            criu,
+            image_path: self.image_path.clone(),
+            work_path: self.work_path.clone(),
+            tcp_established: self.tcp_established,
+            ext_unix_sk: self.ext_unix_sk,
+            shell_job: self.shell_job,
+            file_locks: self.file_locks,
+            lazy_pages: self.lazy_pages,
+            manage_cgroups_mode: self.manage_cgroups_mode.clone(),
+            empty_ns: self.empty_ns.clone(),
+            auto_dedup: self.auto_dedup,
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// Checkpoint a running container with CRIU
+    Checkpoint {
+        #[command(flatten)]
+        c: CriuArgs,
+        /// Images of a previous pre-dump, relative to --image-path
+        #[arg(long = "parent-path", value_name = "DIR")]
+        parent_path: Option<PathBuf>,
+        /// Leave the container running after checkpointing
+        #[arg(long = "leave-running")]
+        leave_running: bool,
+        /// Dump the memory only and leave the container running
+        #[arg(long = "pre-dump")]
+        pre_dump: bool,
+        /// CRIU writes \0 to this fd when lazy pages are ready (with --lazy-pages)
+        #[arg(long = "status-fd", value_name = "FD")]
+        status_fd: Option<i32>,
+        /// ADDRESS:PORT of a CRIU page server (refused: not supported)
+        #[arg(long = "page-server", value_name = "ADDRESS:PORT")]
+        page_server: Option<String>,
+    },
+    /// Restore a container from a checkpoint made by `checkpoint`
+    Restore {
+        #[command(flatten)]
+        c: CriuArgs,
+        /// Path to the bundle directory
+        #[arg(short = 'b', long)]
+        bundle: Option<PathBuf>,
+        /// Detach from the restored process
+        #[arg(short = 'd', long)]
+        detach: bool,
+        /// Write the restored init's pid to this file
+        #[arg(long = "pid-file", value_name = "FILE")]
+        pid_file: Option<PathBuf>,
+        /// Unix socket to send the pty master to
+        #[arg(long = "console-socket", value_name = "PATH")]
+        console_socket: Option<PathBuf>,
+        /// Accepted for runc compatibility
+        #[arg(long = "no-subreaper")]
+        no_subreaper: bool,
+        /// Accepted for runc compatibility (CRIU sets the root up)
+        #[arg(long = "no-pivot")]
+        no_pivot: bool,
+        /// LSM profile for the restored processes (refused: not supported)
+        #[arg(long = "lsm-profile")]
+        lsm_profile: Option<String>,
+        /// LSM mount context (refused: not supported)
+        #[arg(long = "lsm-mount-context")]
+        lsm_mount_context: Option<String>,
+    },
     /// Create a container from a bundle; it waits for `start`
     Create(CreateArgs),
     /// Start the user process of a created container
@@ -330,7 +435,7 @@ fn main() -> ExitCode {
     rt.notify_socket = kakuri_container::notify::host_socket_from_env();
     rt.drop_ungrantable_caps =
         std::env::var_os(kakuri_container::DROP_UNGRANTABLE_CAPS_ENV).is_some_and(|v| v == "1");
-    let (prefix, outcome) = dispatch(&rt, cmd);
+    let (prefix, outcome) = dispatch(&rt, cmd, cli.criu.clone());
     finish(prefix, outcome, log_to_file)
 }
 
@@ -355,8 +460,44 @@ fn finish(prefix: Option<&str>, outcome: Outcome, log_to_file: bool) -> ExitCode
     }
 }
 
-fn dispatch(rt: &Runtime, cmd: Cmd) -> (Option<&'static str>, Outcome) {
+fn dispatch(rt: &Runtime, cmd: Cmd, criu: Option<PathBuf>) -> (Option<&'static str>, Outcome) {
     match cmd {
+        Cmd::Checkpoint {
+            c,
+            parent_path,
+            leave_running,
+            pre_dump,
+            status_fd,
+            page_server,
+        } => {
+            let mut o = c.options(criu);
+            o.parent_path = parent_path;
+            o.leave_running = leave_running;
+            o.pre_dump = pre_dump;
+            o.status_fd = status_fd.filter(|f| *f != -1);
+            o.page_server = page_server;
+            (None, rt.checkpoint(&c.id, &o).map(|_| 0))
+        }
+        Cmd::Restore {
+            c,
+            bundle,
+            detach,
+            pid_file,
+            console_socket,
+            no_subreaper: _,
+            no_pivot: _,
+            lsm_profile,
+            lsm_mount_context,
+        } => {
+            let mut o = c.options(criu);
+            o.bundle = bundle;
+            o.detach = detach;
+            o.pid_file = pid_file;
+            o.console_socket = console_socket;
+            o.lsm_profile = lsm_profile.filter(|s| !s.is_empty());
+            o.lsm_mount_context = lsm_mount_context.filter(|s| !s.is_empty());
+            (None, rt.restore(&c.id, &o).map(|c| c.clamp(0, 255) as u8))
+        }
         Cmd::Create(a) => (Some("create"), rt.create(&a.options()).map(|_| 0)),
         Cmd::Run {
             create,
