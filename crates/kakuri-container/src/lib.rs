@@ -245,6 +245,7 @@ impl Runtime {
             e => e,
         })?;
         let status = state::status(&dir.path, &st);
+        kakuri_timings::mark("state dir, lock, state.json, status");
         Ok((dir, st, status))
     }
 
@@ -334,6 +335,7 @@ impl Runtime {
             Err(e) => return Err(e),
         };
         let status = state::status(&dir.path, &st);
+        kakuri_timings::mark("state dir, lock, state.json, status");
         match status {
             Status::Stopped => kill_leftovers(&st)?,
             Status::Created | Status::Creating => stop_init(&st)?,
@@ -346,6 +348,7 @@ impl Runtime {
                 stop_init(&st)?;
             }
         }
+        kakuri_timings::mark("stop leftover processes");
         destroy(dir, &st)
     }
 
@@ -477,6 +480,7 @@ fn start_created(dir: &Path, st: &State) -> Result<(), Error> {
     f.write_all(b"0")
         .map_err(|e| Error::io("release the container init", e))?;
     drop(f);
+    kakuri_timings::mark("release the init (exec fifo)");
     // The init's end of the status fifo is close-on-exec: end-of-file comes at its execve, or
     // when it exits after writing why it could not get there.
     let mut why = Vec::new();
@@ -489,10 +493,16 @@ fn start_created(dir: &Path, st: &State) -> Result<(), Error> {
         r.read_to_end(&mut why)
             .map_err(|e| Error::io(format!("read {}", status_path.display()), e))?;
     }
+    kakuri_timings::mark("wait: init execs the program");
+    // With timings on, the init's own phases after `start` come first (see kakuri_timings).
+    let (timeline, why) = kakuri_timings::split_frame(&why);
+    if let Some(t) = timeline {
+        kakuri_timings::absorb(t);
+    }
     std::fs::remove_file(&fifo).map_err(|e| Error::io(format!("remove {}", fifo.display()), e))?;
     let _ = std::fs::remove_file(&status_path);
     if !why.is_empty() {
-        return Err(Error::msg(String::from_utf8_lossy(&why).into_owned()));
+        return Err(Error::msg(String::from_utf8_lossy(why).into_owned()));
     }
     if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststart().as_ref()) {
         let json = HookState::of(st, "running", Some(st.pid)).json();
@@ -603,6 +613,7 @@ fn destroy(dir: ContainerDir, st: &State) -> Result<(), Error> {
             .map_err(|e| Error::msg(format!("remove cgroups of {}: {e}", st.id)))?;
     }
     dir.remove()?;
+    kakuri_timings::mark("remove the state dir");
     if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststop().as_ref()) {
         let json = HookState::of(st, "stopped", None).json();
         hooks::run_warn("poststop", h, &json, hooks::HookContext::default());
