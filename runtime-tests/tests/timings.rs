@@ -208,7 +208,7 @@ fn timings_file_for_create_start_exec_delete() {
     // The init's phases after `start` reach the `start` command through the exec status fifo.
     let start = phases_of(&lines[1]);
     has(&start, "kakuri", "state dir, lock, state.json, status");
-    has(&start, "init", "wait: start");
+    has(&start, "init", "wait: start (began before this command)");
     has(&start, "kakuri", "wait: init execs the program");
     let exec = phases_of(&lines[2]);
     has(&exec, "kakuri", "open the container's namespaces");

@@ -362,11 +362,18 @@ pub fn report() -> Option<Report> {
     let t = line();
     let mut phases: Vec<Phase> = t.recs[..t.len]
         .iter()
-        .map(|r| Phase {
-            process: Process::from_u8(r.process).map_or("?", Process::name),
-            name: String::from_utf8_lossy(&r.name[..r.len as usize]).into_owned(),
-            start_ns: r.start.saturating_sub(t.origin),
-            ns: r.end.saturating_sub(r.start),
+        .map(|r| {
+            let mut name = String::from_utf8_lossy(&r.name[..r.len as usize]).into_owned();
+            // An init's wait for `start` began in the `create` command.
+            if r.start < t.origin {
+                name.push_str(" (began before this command)");
+            }
+            Phase {
+                process: Process::from_u8(r.process).map_or("?", Process::name),
+                name,
+                start_ns: r.start.saturating_sub(t.origin),
+                ns: r.end.saturating_sub(r.start),
+            }
         })
         .collect();
     phases.sort_by_key(|p| (p.start_ns, p.start_ns + p.ns));
