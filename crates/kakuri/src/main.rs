@@ -258,12 +258,15 @@ fn default_root() -> Result<PathBuf, Error> {
     Ok(dir)
 }
 
+/// runc's `--version` lines, with the Rust compiler where runc names Go's (build.rs).
 fn print_version() -> Outcome {
     let text = format!(
-        "kakuri version {}\ncommit: {}\nspec: {}\n",
-        env!("CARGO_PKG_VERSION"),
-        option_env!("KAKURI_COMMIT").unwrap_or("unknown"),
-        kakuri_spec::OCI_VERSION
+        "kakuri version {}\ncommit: {}\nspec: {}\nrustc: {}\nlibseccomp: {}\n",
+        env!("KAKURI_VERSION"),
+        env!("KAKURI_COMMIT"),
+        kakuri_spec::OCI_VERSION,
+        env!("KAKURI_RUSTC"),
+        kakuri_container::features::libseccomp_version()
     );
     output::stdout(text.as_bytes()).map(|()| 0)
 }
