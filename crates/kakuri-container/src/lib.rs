@@ -142,12 +142,29 @@ fn sorted_map<S: serde::Serializer>(
     s.collect_map(m.iter().collect::<std::collections::BTreeMap<_, _>>())
 }
 
+/// The owner's name for `list`: getpwuid(3), or, in the static release binary (which cannot
+/// load glibc's NSS modules), /etc/passwd only, as runc's static binaries do.
 fn user_name(uid: u32) -> String {
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| format!("#{uid}"))
+    let name = if cfg!(target_feature = "crt-static") {
+        std::fs::read_to_string("/etc/passwd")
+            .ok()
+            .and_then(|t| passwd_name(&t, uid))
+    } else {
+        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+    };
+    name.unwrap_or_else(|| format!("#{uid}"))
+}
+
+/// The name of `uid` in passwd(5) text.
+fn passwd_name(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 3 && !f[0].is_empty() && f[2].parse::<u32>().ok() == Some(uid))
+            .then(|| f[0].to_string())
+    })
 }
 
 /// Wait until process `pid` (not necessarily our child) has exited, up to `timeout`.
@@ -624,6 +641,14 @@ fn destroy(dir: ContainerDir, st: &State) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwd_names() {
+        let pw = "root:x:0:0:root:/root:/bin/sh\n# comment\nbad\nkakuri:x:1000:1000::/h:/bin/sh\n";
+        assert_eq!(passwd_name(pw, 0).as_deref(), Some("root"));
+        assert_eq!(passwd_name(pw, 1000).as_deref(), Some("kakuri"));
+        assert_eq!(passwd_name(pw, 5), None);
+    }
 
     #[test]
     fn signals() {
