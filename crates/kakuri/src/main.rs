@@ -262,10 +262,11 @@ fn default_root() -> Result<PathBuf, Error> {
 fn print_version() -> Outcome {
     let text = format!(
         "kakuri version {}\ncommit: {}\nspec: {}\nrustc: {}\nlibseccomp: {}\n",
-        env!("KAKURI_VERSION"),
-        env!("KAKURI_COMMIT"),
+        // option_env!: the fuzz crate compiles this file without kakuri's build.rs.
+        option_env!("KAKURI_VERSION").unwrap_or(env!("CARGO_PKG_VERSION")),
+        option_env!("KAKURI_COMMIT").unwrap_or("unknown"),
         kakuri_spec::OCI_VERSION,
-        env!("KAKURI_RUSTC"),
+        option_env!("KAKURI_RUSTC").unwrap_or("unknown"),
         kakuri_container::features::libseccomp_version()
     );
     output::stdout(text.as_bytes()).map(|()| 0)
