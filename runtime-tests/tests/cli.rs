@@ -34,6 +34,29 @@ fn version_output_shape() {
             out.stdout.lines().any(|l| l.starts_with("spec: 1.")),
             "no spec: 1.x line: {out}"
         );
+        // runc names its Go and libseccomp versions; kakuri its rustc and libseccomp.
+        if words[0] == "kakuri" {
+            let line = |key: &str| {
+                out.stdout
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .unwrap_or_else(|| panic!("no {key} line: {out}"))
+                    .to_string()
+            };
+            let dotted = |v: &str| {
+                v.split('.').count() >= 3 && v.split('.').all(|p| p.parse::<u32>().is_ok())
+            };
+            assert!(dotted(&line("rustc: ")), "rustc: X.Y.Z expected: {out}");
+            assert!(
+                dotted(&line("libseccomp: ")),
+                "libseccomp: X.Y.Z expected: {out}"
+            );
+            let commit = line("commit: ");
+            assert!(
+                commit == "unknown" || commit.chars().all(|c| c.is_ascii_hexdigit()),
+                "commit: a hash: {out}"
+            );
+        }
     }
     env.finish();
 }

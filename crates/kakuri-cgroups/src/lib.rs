@@ -56,6 +56,14 @@ impl Hierarchy {
     fn has(&self, controller: &str) -> bool {
         self.controllers.iter().any(|c| c == controller)
     }
+
+    /// The hierarchy's mount point name ("memory", "cpu,cpuacct", "unified"), for timings.
+    fn label(&self) -> &str {
+        self.mount_point
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+    }
 }
 
 /// The cgroup of one container, in every hierarchy of the host.
@@ -428,6 +436,7 @@ impl Manager {
                 v2::fix_invalid_domain(dir)?;
             }
         }
+        kakuri_timings::mark_parts(&["cgroup mkdir ", h.label()]);
         Ok(())
     }
 
@@ -548,6 +557,7 @@ impl Manager {
     pub fn add_task(&self, pid: i32) -> Result<(), CgroupError> {
         for h in self.hierarchies() {
             Self::add_task_to(pid, &h.path)?;
+            kakuri_timings::mark_parts(&["cgroup.procs ", h.label()]);
         }
         Ok(())
     }
@@ -795,6 +805,7 @@ impl Manager {
                     }
                 }
             }
+            kakuri_timings::mark_parts(&["cgroup rmdir ", h.label()]);
         }
         Ok(())
     }

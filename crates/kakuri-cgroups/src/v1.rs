@@ -41,6 +41,7 @@ pub(crate) fn set(m: &Manager, res: &LinuxResources, update: bool) -> Result<(),
         if let Some(rules) = res.devices() {
             let dir = need(m, "devices", "linux.resources.devices")?;
             devices::apply_v1(dir, rules)?;
+            kakuri_timings::mark("cgroup device rules");
         }
     }
     if let Some(mem) = res.memory() {

@@ -436,6 +436,7 @@ impl Runtime {
         state::check_id(&o.id)?;
         check_preserve_fds(o.preserve_fds)?;
         let bundle = kakuri_spec::load_bundle(&o.bundle).map_err(|e| Error::msg(e.to_string()))?;
+        kakuri_timings::mark("config parse");
         let spec = &bundle.spec;
         match std::fs::metadata(&bundle.rootfs) {
             Ok(m) if m.is_dir() => {}
@@ -479,10 +480,14 @@ impl Runtime {
         proc_plan
             .set_linux(linux.personality().as_ref(), linux.memory_policy().as_ref())
             .map_err(Error::msg)?;
+        kakuri_timings::mark("process plan");
         let seccomp = match linux.seccomp() {
             Some(s) => Some(kakuri_seccomp::compile(s).map_err(|e| Error::msg(e.to_string()))?),
             None => None,
         };
+        if seccomp.is_some() {
+            kakuri_timings::mark("seccomp compile");
+        }
 
         // Namespaces.
         let mut ns = NamespacePlan::default();
@@ -671,6 +676,7 @@ impl Runtime {
             .collect();
         sysctl.sort();
 
+        kakuri_timings::mark("namespace, mount and device plans");
         // Cgroups: resolved and checked before anything exists.
         let mut cgroup = Manager::new(
             linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
@@ -739,6 +745,7 @@ impl Runtime {
             st.rootfs_mount_holder =
                 Some(kakuri_isolate::hostmount::holder(&bundle.rootfs).map_err(Error::msg)?);
         }
+        kakuri_timings::mark("cgroup paths and checks");
 
         // From here on, everything made is undone on failure.
         let dir = ContainerDir::create(&self.root, &o.id)?;
@@ -763,6 +770,7 @@ impl Runtime {
             );
             crate::notify::set_env(&mut proc_plan.env);
         }
+        kakuri_timings::mark("state dir, lock, first state.json");
         if let Some(holder) = st.rootfs_mount_holder {
             kakuri_isolate::hostmount::bind(&bundle.rootfs, root_propagation)
                 .map_err(Error::msg)?;
@@ -824,6 +832,7 @@ impl Runtime {
                 r => r.map_err(|e| Error::msg(e.to_string()))?,
             }
         }
+        kakuri_timings::mark("cgroup limits");
 
         let dir_path = undo
             .dir
@@ -851,6 +860,7 @@ impl Runtime {
             .write(true)
             .open(&status_path)
             .map_err(|e| Error::io(format!("open {}", status_path.display()), e))?;
+        kakuri_timings::mark("exec fifos");
 
         let plan = InitPlan {
             id: o.id.clone(),
@@ -939,6 +949,7 @@ impl Runtime {
         // or its fds (it is visible there when the container shares the host pid namespace).
         kakuri_isolate::make_non_dumpable().map_err(Error::msg)?;
         let mut oom = crate::events::OomWatch::new(&cgroup);
+        kakuri_timings::mark("init plan, bind sources, OOM watch");
         let spawned = kakuri_isolate::spawn(&plan, &init, &mut parent);
         let rdt_made = std::mem::take(&mut parent.rdt_made);
         let undo_rdt = |e: Error| {
@@ -990,6 +1001,7 @@ impl Runtime {
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
             return Err(undo_rdt(e));
         }
+        kakuri_timings::mark("state.json and pid file written");
         // Success: keep the state, the cgroups and the rootfs bind.
         undo.cgroup = None;
         undo.host_root = None;

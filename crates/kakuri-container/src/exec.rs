@@ -376,6 +376,9 @@ impl Runtime {
             .map(kakuri_seccomp::compile)
             .transpose()
             .map_err(|e| Error::msg(e.to_string()))?;
+        if seccomp.is_some() {
+            kakuri_timings::mark("seccomp compile");
+        }
         let mut ours: Option<UnixStream> = None;
         let console_socket = match &o.console_socket {
             Some(p) if plan_proc.terminal => {
@@ -417,6 +420,7 @@ impl Runtime {
         };
         kakuri_isolate::make_non_dumpable().map_err(Error::msg)?;
         let mut oom = crate::events::OomWatch::new(&st.cgroup);
+        kakuri_timings::mark("exec plan, OOM watch");
         let pid = kakuri_isolate::exec::spawn_exec(&plan, &init, &mut parent).map_err(|e| {
             // runc's words: an OOM kill in the container's cgroup meanwhile might be the cause.
             let e = if oom.as_mut().is_some_and(|w| w.poll() > 0) {
@@ -443,7 +447,9 @@ impl Runtime {
             }
             None => None,
         };
-        crate::run::wait_forwarding(pid, master.as_ref(), None)
+        let code = crate::run::wait_forwarding(pid, master.as_ref(), None);
+        kakuri_timings::mark("wait: the process exits");
+        code
     }
 }
 

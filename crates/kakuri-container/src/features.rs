@@ -70,6 +70,11 @@ pub fn features() -> Value {
     })
 }
 
+/// The version of the libseccomp kakuri runs with ("2.5.4"), for `kakuri --version`.
+pub fn libseccomp_version() -> String {
+    kakuri_seccomp::libseccomp_version_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

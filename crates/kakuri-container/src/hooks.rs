@@ -33,6 +33,7 @@ pub fn run_warn(kind: &str, hooks: &[Hook], state_json: &[u8], ctx: HookContext)
             log::warn!("error running {kind} hook #{i}: {e}");
         }
     }
+    kakuri_timings::mark_parts(&["hooks ", kind]);
 }
 
 /// Run `hooks` (of kind `kind`, for messages) in order; the first failure stops them.
@@ -40,6 +41,7 @@ pub fn run(kind: &str, hooks: &[Hook], state_json: &[u8], ctx: HookContext) -> R
     for (i, h) in hooks.iter().enumerate() {
         run_one(h, state_json, ctx).map_err(|e| format!("error running {kind} hook #{i}: {e}"))?;
     }
+    kakuri_timings::mark_parts(&["hooks ", kind]);
     Ok(())
 }
 

@@ -150,12 +150,29 @@ fn sorted_map<S: serde::Serializer>(
     s.collect_map(m.iter().collect::<std::collections::BTreeMap<_, _>>())
 }
 
+/// The owner's name for `list`: getpwuid(3), or, in the static release binary (which cannot
+/// load glibc's NSS modules), /etc/passwd only, as runc's static binaries do.
 fn user_name(uid: u32) -> String {
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| format!("#{uid}"))
+    let name = if cfg!(target_feature = "crt-static") {
+        std::fs::read_to_string("/etc/passwd")
+            .ok()
+            .and_then(|t| passwd_name(&t, uid))
+    } else {
+        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+    };
+    name.unwrap_or_else(|| format!("#{uid}"))
+}
+
+/// The name of `uid` in passwd(5) text.
+fn passwd_name(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 3 && !f[0].is_empty() && f[2].parse::<u32>().ok() == Some(uid))
+            .then(|| f[0].to_string())
+    })
 }
 
 /// Wait until process `pid` (not necessarily our child) has exited, up to `timeout`.
@@ -254,6 +271,7 @@ impl Runtime {
             e => e,
         })?;
         let status = state::status(&dir.path, &st);
+        kakuri_timings::mark("state dir, lock, state.json, status");
         Ok((dir, st, status))
     }
 
@@ -359,6 +377,7 @@ impl Runtime {
             Err(e) => return Err(e),
         };
         let status = state::status(&dir.path, &st);
+        kakuri_timings::mark("state dir, lock, state.json, status");
         match status {
             Status::Stopped => kill_leftovers(&st)?,
             Status::Created | Status::Creating => stop_init(&st)?,
@@ -371,6 +390,7 @@ impl Runtime {
                 stop_init(&st)?;
             }
         }
+        kakuri_timings::mark("stop leftover processes");
         destroy(dir, &st)
     }
 
@@ -502,6 +522,7 @@ fn start_created(dir: &Path, st: &State) -> Result<(), Error> {
     f.write_all(b"0")
         .map_err(|e| Error::io("release the container init", e))?;
     drop(f);
+    kakuri_timings::mark("release the init (exec fifo)");
     // The init's end of the status fifo is close-on-exec: end-of-file comes at its execve, or
     // when it exits after writing why it could not get there.
     let mut why = Vec::new();
@@ -514,10 +535,16 @@ fn start_created(dir: &Path, st: &State) -> Result<(), Error> {
         r.read_to_end(&mut why)
             .map_err(|e| Error::io(format!("read {}", status_path.display()), e))?;
     }
+    kakuri_timings::mark("wait: init execs the program");
+    // With timings on, the init's own phases after `start` come first (see kakuri_timings).
+    let (timeline, why) = kakuri_timings::split_frame(&why);
+    if let Some(t) = timeline {
+        kakuri_timings::absorb(t);
+    }
     std::fs::remove_file(&fifo).map_err(|e| Error::io(format!("remove {}", fifo.display()), e))?;
     let _ = std::fs::remove_file(&status_path);
     if !why.is_empty() {
-        return Err(Error::msg(String::from_utf8_lossy(&why).into_owned()));
+        return Err(Error::msg(String::from_utf8_lossy(why).into_owned()));
     }
     if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststart().as_ref()) {
         let json = HookState::of(st, "running", Some(st.pid)).json();
@@ -632,6 +659,7 @@ fn destroy(dir: ContainerDir, st: &State) -> Result<(), Error> {
             .map_err(|e| Error::msg(format!("remove the resctrl group of {}: {e}", st.id)))?;
     }
     dir.remove()?;
+    kakuri_timings::mark("remove the state dir");
     if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststop().as_ref()) {
         let json = HookState::of(st, "stopped", None).json();
         hooks::run_warn("poststop", h, &json, hooks::HookContext::default());
@@ -642,6 +670,14 @@ fn destroy(dir: ContainerDir, st: &State) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwd_names() {
+        let pw = "root:x:0:0:root:/root:/bin/sh\n# comment\nbad\nkakuri:x:1000:1000::/h:/bin/sh\n";
+        assert_eq!(passwd_name(pw, 0).as_deref(), Some("root"));
+        assert_eq!(passwd_name(pw, 1000).as_deref(), Some("kakuri"));
+        assert_eq!(passwd_name(pw, 5), None);
+    }
 
     #[test]
     fn signals() {

@@ -72,6 +72,7 @@ impl Runtime {
             None => None,
         };
         let code = wait_forwarding(pid, master.as_ref(), relay.as_ref());
+        kakuri_timings::mark("wait: the container exits");
         let code = match code {
             Ok(c) => c,
             Err(e) => {

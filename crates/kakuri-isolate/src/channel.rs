@@ -29,6 +29,9 @@ pub enum Msg {
     /// intermediate → parent: the pid of the init it cloned (in the parent's pid namespace);
     /// only when a user namespace is joined by path and a new pid namespace is asked.
     Pid(i32),
+    /// child → parent: the child's timeline so far, raw `CLOCK_MONOTONIC` stamps (only with
+    /// timings on; see `kakuri_timings::unsent`).
+    Timeline(Vec<u8>),
     /// either way: the sender failed; the text is the error.
     Error(String),
 }
@@ -46,6 +49,11 @@ impl Msg {
             Msg::Pid(pid) => {
                 let mut v = vec![b'P'];
                 v.extend_from_slice(&pid.to_le_bytes());
+                v
+            }
+            Msg::Timeline(t) => {
+                let mut v = vec![b'T'];
+                v.extend_from_slice(t);
                 v
             }
             Msg::Error(e) => {
@@ -71,6 +79,7 @@ impl Msg {
                     .and_then(|s| s.try_into().ok())
                     .ok_or_else(bad)?,
             )),
+            b'T' => Msg::Timeline(b[1..].to_vec()),
             b'E' => Msg::Error(String::from_utf8_lossy(&b[1..]).into_owned()),
             _ => return Err(bad()),
         })
@@ -169,5 +178,31 @@ impl Channel {
 
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        for m in [
+            Msg::Go,
+            Msg::Placed,
+            Msg::RunHooks,
+            Msg::HooksDone,
+            Msg::Ready,
+            Msg::SeccompFd,
+            Msg::SeccompDone,
+            Msg::Pid(4242),
+            Msg::Timeline(vec![0, 1, 2, 255]),
+            Msg::Timeline(Vec::new()),
+            Msg::Error("boom".into()),
+        ] {
+            assert_eq!(Msg::decode(&m.encode()).unwrap(), m);
+        }
+        assert!(Msg::decode(b"").is_err());
+        assert!(Msg::decode(b"?").is_err());
     }
 }

@@ -90,6 +90,7 @@ pub fn spawn_exec(
             plan.init_pid
         )))?)
     };
+    kakuri_timings::mark("open the container's namespaces");
     let (pch, cch) = Channel::pair().map_err(|e| format!("socketpair: {e}"))?;
     // pid and time namespaces apply to children: the parent enters them around the fork.
     let mut restore: Vec<(OwnedFd, libc::c_int)> = Vec::new();
@@ -156,6 +157,11 @@ pub fn spawn_exec(
     }
     let pid = match forked.map_err(|e| format!("fork: {}", os_error(&e)))? {
         sys::Forked::Child => {
+            kakuri_timings::child(if pid_wr.is_some() {
+                kakuri_timings::Process::Intermediate
+            } else {
+                kakuri_timings::Process::Exec
+            });
             drop(pch);
             drop(restore);
             drop(pid_rd);
@@ -183,6 +189,7 @@ pub fn spawn_exec(
         }
         sys::Forked::Parent(pid) => pid,
     };
+    kakuri_timings::mark("fork");
     drop(cch);
     drop(fds);
     drop(root);
@@ -206,13 +213,19 @@ pub fn spawn_exec(
     };
     let result = (|| {
         parent.placed(pid, in_cgroup2)?;
+        kakuri_timings::mark("cgroup.procs");
         pch.send(&Msg::Go).map_err(|e| format!("sync: {e}"))?;
         // After Ready the process loads its filter (with noNewPrivileges) and execs: its end
         // of the channel is close-on-exec, so end-of-file then means it has exec'd (or died
         // without a word); an error before that still comes as a message.
         let mut ready = false;
         loop {
-            match pch.recv_with_fd().map_err(|e| format!("sync: {e}"))? {
+            let got = pch.recv_with_fd().map_err(|e| format!("sync: {e}"))?;
+            if kakuri_timings::enabled() {
+                crate::wait_mark("process", got.as_ref().map(|(m, _)| m));
+            }
+            match got {
+                Some((Msg::Timeline(t), _)) => kakuri_timings::absorb(&t),
                 Some((Msg::SeccompFd, fd)) if !ready => {
                     crate::handle_seccomp_fd(&pch, pid, fd, parent)?;
                 }
@@ -255,6 +268,7 @@ fn intermediate(fds: &[(String, OwnedFd)], pid_wr: OwnedFd) -> Result<(), String
     // SAFETY: single-threaded: this child of the single-threaded runtime started no thread.
     match unsafe { sys::fork_clone(0) }.map_err(|e| format!("fork: {}", os_error(&e)))? {
         sys::Forked::Child => {
+            kakuri_timings::child(kakuri_timings::Process::Exec);
             drop(pid_wr);
             Ok(())
         }
@@ -286,10 +300,12 @@ fn exec_main(
     }
     // Before anything of the container can see this process (CVE-2019-5736 class).
     crate::make_non_dumpable()?;
+    kakuri_timings::mark("death signal, non-dumpable");
     match ch.recv().map_err(|e| format!("sync: {e}"))? {
         Some(Msg::Go) => {}
         _ => sys::exit_now(255),
     }
+    kakuri_timings::mark("wait: Go (in the cgroup)");
     if reparented_to {
         // (The runtime is outside this pid namespace: getppid says 0. Had it died before this,
         // the channel tells: the next message to it fails and the process exits.)
@@ -330,6 +346,7 @@ fn exec_main(
             .map_err(|e| format!("chdir to the container's root: {e}"))?;
         nix::unistd::chroot(".").map_err(|e| format!("chroot to the container's root: {e}"))?;
     }
+    kakuri_timings::mark("join the container's namespaces");
     let proc = &plan.process;
     let slave = if proc.terminal {
         let master = nix::fcntl::open(

@@ -464,7 +464,10 @@ fn intermediate(plan: &InitPlan, ch: &Channel) -> Result<(), String> {
     match unsafe { sys::fork_clone(libc::CLONE_PARENT) }
         .map_err(|e| format!("clone the init: {}", os_error(&e)))?
     {
-        sys::Forked::Child => Ok(()),
+        sys::Forked::Child => {
+            kakuri_timings::child(kakuri_timings::Process::Init);
+            Ok(())
+        }
         sys::Forked::Parent(pid) => {
             if ch.send(&Msg::Pid(pid)).is_err() {
                 let _ = nix::sys::signal::kill(
@@ -559,6 +562,11 @@ pub fn spawn(
     }
     let pid = match forked.map_err(|e| format!("clone: {}", os_error(&e)))? {
         sys::Forked::Child => {
+            kakuri_timings::child(if two_step {
+                kakuri_timings::Process::Intermediate
+            } else {
+                kakuri_timings::Process::Init
+            });
             drop(pch);
             drop(restore);
             if let Err(e) = close_inherited(plan, &cch) {
@@ -585,13 +593,17 @@ pub fn spawn(
         }
         sys::Forked::Parent(pid) => pid,
     };
+    kakuri_timings::mark("clone");
     drop(cch);
     let pid = if two_step {
         // The intermediate reports the init's pid and exits.
         let got = pch.recv();
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
         match got {
-            Ok(Some(Msg::Pid(init))) => init,
+            Ok(Some(Msg::Pid(init))) => {
+                kakuri_timings::mark("wait: intermediate clones the init");
+                init
+            }
             Ok(Some(Msg::Error(e))) => return Err(e),
             Ok(_) => return Err("container init exited during setup".to_string()),
             Err(e) => return Err(format!("sync with init: {e}")),
@@ -607,6 +619,7 @@ pub fn spawn(
         if plan.namespaces.clone_flags & libc::CLONE_NEWUSER != 0 {
             write_id_maps(pid, plan)?;
             idmap::apply_container(&plan.mounts, &plan.bind_sources, pid)?;
+            kakuri_timings::mark("id maps");
         }
         if let Some(adj) = plan.process.oom_score_adj {
             let proc = procfs::ProcRoot::open().map_err(|e| format!("process.oomScoreAdj: {e}"))?;
@@ -625,6 +638,7 @@ pub fn spawn(
                     os_error(&e)
                 )
             })?;
+            kakuri_timings::mark("oom_score_adj");
         }
         pch.send(&Msg::Go)
             .map_err(|e| format!("sync with init: {e}"))?;
@@ -640,7 +654,11 @@ pub fn spawn(
                 Some((m, fd)) => (Some(m), fd),
                 None => (None, None),
             };
+            if kakuri_timings::enabled() {
+                wait_mark("init", m.as_ref());
+            }
             match m {
+                Some(Msg::Timeline(t)) => kakuri_timings::absorb(&t),
                 Some(Msg::SeccompFd) => handle_seccomp_fd(&pch, pid, fd, parent)?,
                 Some(Msg::RunHooks) => {
                     parent.create_runtime(pid)?;
@@ -660,6 +678,31 @@ pub fn spawn(
             kill_child(pid);
             Err(e)
         }
+    }
+}
+
+/// The parent's timings mark for a wait on the channel that ended with `m` (`who` is the peer).
+pub(crate) fn wait_mark(who: &str, m: Option<&Msg>) {
+    let what = match m {
+        Some(Msg::Go) => "Go",
+        Some(Msg::Placed) => "Placed",
+        Some(Msg::RunHooks) => "RunHooks (mounts done)",
+        Some(Msg::HooksDone) => "HooksDone",
+        Some(Msg::Ready) => "Ready",
+        Some(Msg::SeccompFd) => "seccomp listener",
+        Some(Msg::SeccompDone) => "SeccompDone",
+        Some(Msg::Pid(_)) => "pid",
+        Some(Msg::Timeline(_)) => "timeline",
+        Some(Msg::Error(_)) => "error",
+        None => "exec or exit (end of channel)",
+    };
+    kakuri_timings::mark_parts(&["wait: ", who, " ", what]);
+}
+
+/// Send this process's timeline so far to the runtime (timings on only).
+pub(crate) fn send_timeline(ch: &Channel) {
+    if let Some(t) = kakuri_timings::unsent() {
+        let _ = ch.send(&Msg::Timeline(t));
     }
 }
 
@@ -714,9 +757,11 @@ impl Placement<'_> {
             Some(Msg::Error(e)) => return Err(e),
             _ => sys::exit_now(1),
         }
+        kakuri_timings::mark("wait: Placed (in its cgroups)");
         if self.new_cgroupns {
             sys::unshare(libc::CLONE_NEWCGROUP)
                 .map_err(|e| format!("new cgroup namespace: {}", os_error(&e)))?;
+            kakuri_timings::mark("new cgroup namespace");
         }
         self.done.set(true);
         Ok(())
@@ -742,11 +787,13 @@ fn init_main(
     if !maps_by_owner {
         make_non_dumpable()?;
     }
+    kakuri_timings::mark("close inherited fds, death signal");
     match ch.recv().map_err(|e| format!("sync with runtime: {e}"))? {
         Some(Msg::Go) => {}
         Some(Msg::Error(e)) => return Err(e),
         _ => sys::exit_now(1),
     }
+    kakuri_timings::mark("wait: Go (id maps)");
     if maps_by_owner {
         // An unprivileged runtime cannot make a time namespace (that needs CAP_SYS_ADMIN in
         // its own user namespace): the init makes it, with the full capabilities the clone gave
@@ -790,9 +837,11 @@ fn init_main(
     }
     // A new network namespace has only `lo`, down: bring it up as runc does (a failure is fatal
     // there too).
+    kakuri_timings::mark("join and make namespaces");
     if plan.namespaces.clone_flags & libc::CLONE_NEWNET != 0 {
         sys::link_up("lo")
             .map_err(|e| format!("bring up the loopback interface lo: {}", os_error(&e)))?;
+        kakuri_timings::mark("loopback up");
     }
     // The procfs handle for sysctl writes and for the descriptor paths of masked and read-only
     // paths and of the read-only remounts at the end, taken before the container mounts
@@ -837,6 +886,7 @@ fn init_main(
             }
         }
     }
+    kakuri_timings::mark("procfs handle, hostname, keyring");
     let (root, console) = rootfs::prepare(plan, &placement)?;
     placement.ensure()?;
     // The cwd is created if missing, as runc does.
@@ -852,6 +902,7 @@ fn init_main(
             _ => {}
         }
     }
+    kakuri_timings::mark("cwd");
     ch.send(&Msg::RunHooks)
         .map_err(|e| format!("sync with runtime: {e}"))?;
     match ch.recv().map_err(|e| format!("sync with runtime: {e}"))? {
@@ -859,9 +910,11 @@ fn init_main(
         Some(Msg::Error(e)) => return Err(e),
         _ => sys::exit_now(1),
     }
+    kakuri_timings::mark("wait: HooksDone (prestart, createRuntime)");
     steps.create_container()?;
     rootfs::pivot(plan, &root)?;
     drop(root);
+    kakuri_timings::mark("pivot_root");
     if plan.default_devices {
         rootfs::reopen_dev_null()?;
     }
@@ -873,6 +926,9 @@ fn init_main(
             proc_root
                 .write(&p, v.as_bytes())
                 .map_err(|e| format!("linux.sysctl[{k:?}]: write /proc/{p}: {}", os_error(&e)))?;
+        }
+        if !plan.sysctl.is_empty() {
+            kakuri_timings::mark("sysctl");
         }
     }
     rootfs::finalize(plan, proc_root.as_ref())?;
@@ -924,10 +980,23 @@ fn after_start(
             }
         }
     }
+    kakuri_timings::mark("wait: start");
+    // The init's last phases reach `start` ahead of anything else in the exec status fifo;
+    // before the filter, which could forbid the write (and so, with it, what comes after the
+    // filter shows as the runtime's wait for the execve).
+    let flush_timeline = || {
+        if let (Some(frame), Some(status)) = (kakuri_timings::unsent_frame(), &plan.exec_status) {
+            let _ = nix::unistd::write(status, &frame);
+        }
+    };
     if fin.seccomp_last {
+        flush_timeline();
         steps.load_seccomp()?;
     }
     steps.start_container()?;
+    if !fin.seccomp_last {
+        flush_timeline();
+    }
     Err(fin.exec.exec())
 }
 
@@ -963,8 +1032,10 @@ fn finish_process(
     proc.apply_rlimits()?;
     proc.apply_scheduling()?;
     proc.apply_personality_and_mempolicy()?;
+    kakuri_timings::mark("umask, rlimits, scheduling, personality, memory policy");
     let exe = proc.resolve_executable()?;
     let exec = proc.prepare_exec(&exe)?;
+    kakuri_timings::mark("executable lookup, exec arguments");
     if proc.no_new_privileges {
         sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(|e| format!("no_new_privs: {e}"))?;
     }
@@ -978,8 +1049,10 @@ fn finish_process(
     // runc: nothing of what the runtime (Rust ignores SIGPIPE) or its caller ignored or blocked.
     // Before any filter too: it takes one rt_sigaction per signal.
     sys::reset_signals().map_err(|e| format!("reset signal dispositions: {e}"))?;
+    kakuri_timings::mark("no_new_privs, LSM, close-on-exec, signals");
     if !proc.no_new_privileges {
         load_seccomp(steps, ch)?;
+        kakuri_timings::mark("seccomp load");
     }
     proc.give_stdio_to_user(slave.as_ref().map(|s| s.as_fd()))?;
     // The cwd is entered before the user changes, as runc does, so a directory only root may
@@ -1000,7 +1073,9 @@ fn finish_process(
         Err((nix::errno::Errno::EACCES | nix::errno::Errno::EPERM, _)) => true,
         Err((_, msg)) => return Err(msg),
     };
+    kakuri_timings::mark("stdio owner, chdir");
     proc.apply_credentials(setgroups_ok)?;
+    kakuri_timings::mark("user, groups, capabilities");
     if retry_cwd {
         chdir().map_err(|(_, msg)| msg)?;
     }
@@ -1021,7 +1096,10 @@ fn finish_process(
     if proc.no_new_privileges && !seccomp_last {
         // The listener must reach the agent while the runtime is still there.
         load_seccomp(steps, ch)?;
+        kakuri_timings::mark("seccomp load");
     }
+    kakuri_timings::mark("setsid, console, ready");
+    send_timeline(ch);
     ch.send(&Msg::Ready)
         .map_err(|e| format!("sync with runtime: {e}"))?;
     Ok(Finished { exec, seccomp_last })

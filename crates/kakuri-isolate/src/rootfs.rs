@@ -983,6 +983,7 @@ pub(crate) fn prepare(
     // bound the rootfs onto itself with its propagation already.
     if !plan.shared_mountns {
         isolate_root(plan)?;
+        kakuri_timings::mark("private root, rootfs bind");
     }
     let open_root = || {
         let root = nix::fcntl::open(
@@ -1004,6 +1005,7 @@ pub(crate) fn prepare(
             .find(|(j, _)| *j == i)
             .map(|(_, fd)| fd);
         do_mount(root.as_fd(), m, tree, plan, placement)?;
+        kakuri_timings::mark_parts(&["mount ", m.destination.to_str().unwrap_or("?")]);
         // A mount on "/" is stacked on the rootfs and becomes the container's root, as under
         // runc (whose later mounts and pivot_root resolve the rootfs path to the top mount):
         // what follows goes on it, pivot_root makes it the root, and root.readonly applies to
@@ -1013,8 +1015,11 @@ pub(crate) fn prepare(
         }
     }
     create_devices(root.as_fd(), plan)?;
+    kakuri_timings::mark("device nodes");
     let console = if plan.process.terminal {
-        Some(setup_console(root.as_fd(), plan.process.console_size)?)
+        let c = setup_console(root.as_fd(), plan.process.console_size)?;
+        kakuri_timings::mark("console");
+        Some(c)
     } else {
         None
     };
@@ -1092,6 +1097,7 @@ pub(crate) fn finalize(plan: &InitPlan, proc: Option<&ProcRoot>) -> R<()> {
         };
         bind_remount(&fdpath(fd.as_fd()), &o).map_err(|e| mount_err(m, &e))?;
     }
+    kakuri_timings::mark("read-only remounts");
     for p in &plan.readonly_paths {
         let fd = match open_in(root.as_fd(), p, libc::O_PATH) {
             Ok(fd) => fd,
@@ -1146,6 +1152,7 @@ pub(crate) fn finalize(plan: &InitPlan, proc: Option<&ProcRoot>) -> R<()> {
             r.map_err(|e| format!("masked path {p:?}: {}", os_error(&e)))?;
         }
     }
+    kakuri_timings::mark("readonlyPaths, maskedPaths");
     nix::unistd::fchdir(root.as_raw_fd()).map_err(|e| format!("chdir /: {e}"))?;
     if plan.root_readonly {
         let o = MountOptions {
@@ -1154,6 +1161,7 @@ pub(crate) fn finalize(plan: &InitPlan, proc: Option<&ProcRoot>) -> R<()> {
         };
         bind_remount(Path::new("/"), &o)
             .map_err(|e| format!("make the root read-only: {}", os_error(&e)))?;
+        kakuri_timings::mark("read-only root");
     }
     if let Some(p) = plan.root_propagation.filter(|_| !plan.shared_mountns) {
         sys::mount(None, Path::new("/"), None, p, None)

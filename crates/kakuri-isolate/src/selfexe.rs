@@ -85,7 +85,9 @@ pub fn protect() -> Result<(), String> {
     }
     let exe = std::fs::File::open("/proc/self/exe")
         .map_err(|e| format!("open /proc/self/exe: {}", os_error(&e)))?;
-    match protection_of(exe.as_fd()) {
+    let protection = protection_of(exe.as_fd());
+    kakuri_timings::mark("check the binary is read-only");
+    match protection {
         Ok(Some(p)) => {
             log::debug!("runtime binary protected: {p:?}");
             return Ok(());
@@ -109,6 +111,8 @@ pub fn protect() -> Result<(), String> {
         })
         .collect();
     envp.push(format!("{MARKER}=1").into());
+    // With timings on, the re-executed runtime takes the timeline over (and removes this).
+    envp.extend(kakuri_timings::carry().map(OsString::from));
     let envp = cstrings(envp)?;
     let ro = read_only_bind(Path::new("/proc/self/exe"));
     let err = match ro {
