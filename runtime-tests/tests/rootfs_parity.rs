@@ -134,10 +134,13 @@ fn cwd_is_entered_before_the_user_changes() {
     .expect("chmod rootfs/root");
     b.set_user(42, 42, &[]);
     b.set_cwd("/root");
-    b.set_sh("echo uid=$(id -u) pwd=$(pwd); ls . >/dev/null 2>&1 || echo cannot-list; sleep 60");
+    b.set_sh(
+        "echo uid=$(id -u) pwd=$(pwd); ls . >/dev/null 2>&1 || echo cannot-list; echo end; sleep 60",
+    );
     let c = env.create(&b);
     c.start();
-    let out = c.wait_stdout("pwd=");
+    // All of it: the listing's verdict comes after the first line.
+    let out = c.wait_stdout("end");
     assert!(out.contains("uid=42 pwd=/root"), "{out}");
     // The directory itself stays closed to the user: only entering it went through as root.
     assert!(out.contains("cannot-list"), "{out}");

@@ -567,6 +567,7 @@ impl Manager {
     pub fn add_task_except_unified(&self, pid: i32) -> Result<(), CgroupError> {
         for h in &self.v1 {
             Self::add_task_to(pid, &h.path)?;
+            kakuri_timings::mark_parts(&["cgroup.procs ", h.label()]);
         }
         Ok(())
     }
