@@ -44,6 +44,11 @@ ALL_SCENARIOS = ["run", "lifecycle", "exec", "state-kill-delete", "concurrent", 
 # Not part of the default set: traces one `run` per runtime instead of timing it.
 EXTRA_SCENARIOS = ["strace"]
 RUNTIME_ORDER = ["kakuri", "crun", "runc"]
+# --cgroup-driver systemd: the scenarios whose containers get their own cgroupsPath.
+SYSTEMD_SCENARIOS = ["run", "lifecycle"]
+# systemd driver: cgroupsPath "slice:prefix:name"; the unit is <prefix>-<name>.scope.
+SYSTEMD_SLICE = "system.slice"
+SYSTEMD_PREFIX = "kakuri-bench"
 CALL_TIMEOUT_S = 120.0
 EXIT_TIMEOUT_S = 60.0
 POOL_SIZE = 8
@@ -237,16 +242,18 @@ def become_subreaper():
 
 
 class Runtime:
-    def __init__(self, name, path, root, floor=False):
+    def __init__(self, name, path, root, floor=False, systemd=False):
         self.name = name
         self.path = str(path)
         self.root = root
         self.floor = floor
+        # Global flag before the subcommand; runc, crun and kakuri all spell it this way.
+        self.globals = ["--systemd-cgroup"] if systemd else []
         self.live = set()  # container ids that may exist in self.root
         self.lock = threading.Lock()
 
     def argv(self, *args):
-        return [self.path, "--root", str(self.root), *map(str, args)]
+        return [self.path, *self.globals, "--root", str(self.root), *map(str, args)]
 
     def track(self, cid):
         with self.lock:
@@ -305,6 +312,20 @@ class Bench:
     def pid_file(self, cid):
         return self.pid_dir / f"{cid}.pid"
 
+    def bundle_for(self, cid, base):
+        """The bundle for container `cid`: `base` itself with the cgroupfs driver; with the
+        systemd driver a per-container copy of base's config.json (same absolute rootfs)
+        with linux.cgroupsPath "system.slice:kakuri-bench:<cid>". Written before the timed
+        command starts, so it is not measured."""
+        if self.args.cgroup_driver != "systemd":
+            return base
+        config = json.loads((base / "config.json").read_text())
+        config.setdefault("linux", {})["cgroupsPath"] = f"{SYSTEMD_SLICE}:{SYSTEMD_PREFIX}:{cid}"
+        bundle = self.workdir / "bundles" / cid
+        bundle.mkdir(parents=True)
+        (bundle / "config.json").write_text(json.dumps(config))
+        return bundle
+
     # ----------------------------------------------------------------- primitives
 
     def do(self, rt, *args, rss_key=None, timeout=CALL_TIMEOUT_S, env=None):
@@ -341,12 +362,13 @@ class Bench:
         cid = self.new_id(rt)
         rt.track(cid)
         walls = {} if walls is None else walls
+        bundle = self.bundle_for(cid, self.bundle_true)
         start = time.perf_counter_ns()
         walls["create"] = self.do(
             rt,
             "create",
             "--bundle",
-            self.bundle_true,
+            bundle,
             "--pid-file",
             self.pid_file(cid),
             cid,
@@ -371,7 +393,7 @@ class Bench:
             "run",
             "--detach",
             "--bundle",
-            self.bundle_sleep,
+            self.bundle_for(cid, self.bundle_sleep),
             "--pid-file",
             self.pid_file(cid),
             cid,
@@ -441,7 +463,8 @@ class Bench:
                 return {"run": elapsed}
             cid = self.new_id(rt)
             rt.track(cid)
-            elapsed = self.do(rt, "run", "--bundle", self.bundle_true, cid,
+            bundle = self.bundle_for(cid, self.bundle_true)
+            elapsed = self.do(rt, "run", "--bundle", bundle, cid,
                               rss_key="run" if rss else None)
             rt.untrack(cid)
             return {"run": elapsed}
@@ -1184,7 +1207,7 @@ def report(bench, meta):
     st_header, st_rows = strace_rows(bench)
     rss_header, rss = rss_rows(bench)
     bin_header, bins = binary_rows(bench)
-    text = []
+    text = ["", f"cgroup driver: {bench.args.cgroup_driver}"]
     if rows:
         text += ["", "Wall time per container (runtime lifecycle), lower is better; "
                  "concurrent rows are the wall time of the whole batch:",
@@ -1275,6 +1298,13 @@ def cgroup_leftovers(prefix):
     return found
 
 
+def systemd_scopes(prefix):
+    """Units of ours that systemd still knows (any state), e.g. kakuri-bench-<id>.scope."""
+    out = subprocess.run(["systemctl", "list-units", "--type=scope", "--all", "--plain",
+                          "--no-legend"], capture_output=True, text=True)
+    return [ln.split()[0] for ln in out.stdout.splitlines() if ln.split() and prefix in ln]
+
+
 def remove_cgroup(path):
     """rmdir a leftover cgroup of ours (children first), killing our processes still in it."""
     for dirpath, dirnames, _ in os.walk(path, topdown=False):
@@ -1334,6 +1364,12 @@ def cleanup(bench, workdir, prefix):
     left = cgroup_leftovers(prefix)
     if left:
         problems.append(f"cgroup directories left: {', '.join(map(str, left))}")
+    if bench is not None and bench.args.cgroup_driver == "systemd":
+        units = systemd_scopes(prefix)
+        if units:
+            problems.append(f"systemd scopes left: {', '.join(units)}")
+            subprocess.run(["systemctl", "stop", *units], capture_output=True)
+            subprocess.run(["systemctl", "reset-failed", *units], capture_output=True)
     shutil.rmtree(workdir, ignore_errors=True)
     if workdir.exists():
         problems.append(f"could not remove {workdir}")
@@ -1375,6 +1411,11 @@ def parse_args(argv):
                    help="concurrent batches per runtime (default 3)")
     p.add_argument("--seed", type=int, default=1,
                    help="seed of the per-iteration shuffle of the runtime order (default 1)")
+    p.add_argument("--cgroup-driver", choices=["cgroupfs", "systemd"], default="cgroupfs",
+                   help="systemd: pass --systemd-cgroup to every runtime and give each "
+                   f"container cgroupsPath {SYSTEMD_SLICE}:{SYSTEMD_PREFIX}:<id> (scenarios "
+                   f"{', '.join(SYSTEMD_SCENARIOS)}; needs systemd as PID 1, e.g. in the "
+                   "systemd guest: runtime-tests/bench/run-in-sdguest)")
     p.add_argument("--settle", type=float, default=10.0, metavar="MS",
                    help="untimed pause before each timed iteration, so that one runtime's "
                    "asynchronous clean-up does not land on the next one (default 10 ms)")
@@ -1401,6 +1442,13 @@ def parse_args(argv):
     unknown = [s for s in args.scenario_list if s not in known]
     if unknown:
         p.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+    if args.cgroup_driver == "systemd":
+        if not args.scenarios:
+            args.scenario_list = list(SYSTEMD_SCENARIOS)
+        other = [s for s in args.scenario_list if s not in SYSTEMD_SCENARIOS]
+        if other:
+            p.error(f"--cgroup-driver systemd supports the scenarios "
+                    f"{', '.join(SYSTEMD_SCENARIOS)}, not {', '.join(other)}")
     if args.runtimes:
         args.runtime_list = [r.strip() for r in args.runtimes.split(",") if r.strip()]
         bad = [r for r in args.runtime_list if r not in RUNTIME_ORDER]
@@ -1436,6 +1484,23 @@ def find_runtimes(args):
     return found
 
 
+def check_systemd_scope(bench, rt):
+    """With the systemd driver, a running container's init must sit in the scope its
+    cgroupsPath names (<prefix>-<id>.scope): proof that the runtime used the driver."""
+    cid, pid = bench.start_sleeper(rt)
+    try:
+        cgroups = Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError as err:
+        raise BenchError(f"{rt.name}: cannot read /proc/{pid}/cgroup of {cid}: {err}") from err
+    finally:
+        bench.stop_container(rt, cid, pid)
+    unit = f"{SYSTEMD_PREFIX}-{cid}.scope"
+    if f"/{SYSTEMD_SLICE}/{unit}" not in cgroups:
+        raise BenchError(f"{rt.name}: container {cid} is not in {SYSTEMD_SLICE}/{unit}: "
+                         f"{cgroups.strip()}")
+    log(f"preflight: {rt.name}: container init in {SYSTEMD_SLICE}/{unit}")
+
+
 def preflight(bench, explicit):
     """One `run` of /bin/true per runtime (and the floor); an unusable runtime is dropped,
     or is an error when it was asked for by name (`explicit`)."""
@@ -1448,9 +1513,11 @@ def preflight(bench, explicit):
             cid = bench.new_id(rt)
             rt.track(cid)
             try:
-                bench.do(rt, "run", "--bundle", bench.bundle_true, cid)
+                bench.do(rt, "run", "--bundle", bench.bundle_for(cid, bench.bundle_true), cid)
                 rt.untrack(cid)
                 ok, msg = True, ""
+                if bench.args.cgroup_driver == "systemd":
+                    check_systemd_scope(bench, rt)
             except BenchError as err:
                 ok, msg = False, str(err)
         if ok:
@@ -1487,6 +1554,16 @@ def main(argv):
     ok = False
     try:
         notes = [prepare_cgroup_view(workdir)]
+        if args.cgroup_driver == "systemd":
+            if not Path("/run/systemd/system").is_dir():
+                raise BenchError("--cgroup-driver systemd needs systemd as PID 1 "
+                                 "(/run/systemd/system missing); use "
+                                 "runtime-tests/bench/run-in-sdguest")
+            notes.append("cgroup driver: systemd (`--systemd-cgroup` for every runtime, "
+                         f"cgroupsPath {SYSTEMD_SLICE}:{SYSTEMD_PREFIX}:<id>, one bundle "
+                         "directory per container written before its timed command)")
+        else:
+            notes.append("cgroup driver: cgroupfs (runtime default, no cgroupsPath)")
         spec_tool = shutil.which("runc") or next(str(p) for _, p in found)
         make_bundle(workdir, spec_tool)
         notes.append(f"bundle: busybox-static rootfs, config.json from `{Path(spec_tool).name} "
@@ -1497,7 +1574,8 @@ def main(argv):
         for name, path in found:
             root = workdir / f"root-{name}"
             root.mkdir(mode=0o700)
-            runtimes.append(Runtime(name, path, root))
+            runtimes.append(Runtime(name, path, root,
+                                    systemd=args.cgroup_driver == "systemd"))
         wants_floor = "run" in args.scenario_list or "strace" in args.scenario_list
         if wants_floor and not args.no_floor:
             runtimes.append(Runtime(FLOOR_NAME, shutil.which("unshare"), None, floor=True))
