@@ -477,6 +477,11 @@ fn cgroup_mount_shows_own_scope() {
                 .lines()
                 .find(|l| l.starts_with(&format!("{f}:")))
                 .unwrap_or_else(|| panic!("cgroupns {cgroupns}: no {f} in {:?}", out.stdout));
+            if is_v2() && !cgroupns {
+                // runc mounts a fresh cgroup2 here, which without a cgroup namespace shows the
+                // host's root (other namespaces' pids as 0): only that it mounted is common.
+                continue;
+            }
             assert!(
                 line.split_whitespace().skip(1).any(|p| p == "1"),
                 "cgroupns {cgroupns}: {line}: the container's pid 1 is not in its own cgroup"
