@@ -425,3 +425,69 @@ fn features_report_systemd() {
     }
     env.finish();
 }
+
+/// A `cgroup` mount (as docker's and podman's specs have) under the driver, with and without a
+/// cgroup namespace: the container starts and its /sys/fs/cgroup shows its own cgroup (pid 1 in
+/// cgroup.procs, of the memory and name=systemd hierarchies on v1/hybrid). Without a cgroup
+/// namespace the runtime binds the scope's directories, which exist only once the unit is
+/// started: kakuri once bound them before that and failed on hybrid with ENOENT.
+#[test]
+fn cgroup_mount_shows_own_scope() {
+    if !systemd_or_skip("cgroup_mount_shows_own_scope") {
+        return;
+    }
+    let env = TestEnv::new();
+    let files: &[&str] = if is_v2() {
+        &["/sys/fs/cgroup/cgroup.procs"]
+    } else {
+        &[
+            "/sys/fs/cgroup/memory/cgroup.procs",
+            "/sys/fs/cgroup/systemd/cgroup.procs",
+        ]
+    };
+    for cgroupns in [false, true] {
+        let id = env.new_id();
+        let mut b = env.bundle();
+        if let Some(ms) = b.config_mut()["mounts"].as_array_mut() {
+            ms.retain(|m| m["destination"] != "/sys/fs/cgroup");
+        }
+        b.add_mount(
+            json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+            "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
+        );
+        if cgroupns {
+            b.add_namespace("cgroup", None);
+        } else {
+            b.remove_namespace("cgroup");
+        }
+        let script = files
+            .iter()
+            .map(|f| format!("echo \"{f}: $(cat {f} | tr '\\n' ' ')\""))
+            .collect::<Vec<_>>()
+            .join("; ");
+        b.set_sh(&script);
+        b.set_cgroups_path(&format!("system.slice:kt:{id}"));
+        env.track(&id);
+        b.write();
+        let out = sd(&env, &["run", "--bundle", b.dir().to_str().unwrap(), &id]);
+        out.ok();
+        for f in files {
+            let line = out
+                .stdout
+                .lines()
+                .find(|l| l.starts_with(&format!("{f}:")))
+                .unwrap_or_else(|| panic!("cgroupns {cgroupns}: no {f} in {:?}", out.stdout));
+            if is_v2() && !cgroupns {
+                // runc mounts a fresh cgroup2 here, which without a cgroup namespace shows the
+                // host's root (other namespaces' pids as 0): only that it mounted is common.
+                continue;
+            }
+            assert!(
+                line.split_whitespace().skip(1).any(|p| p == "1"),
+                "cgroupns {cgroupns}: {line}: the container's pid 1 is not in its own cgroup"
+            );
+        }
+        assert!(!unit_listed(&format!("kt-{id}.scope")));
+    }
+    env.finish();
+}

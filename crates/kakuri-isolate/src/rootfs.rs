@@ -309,11 +309,10 @@ fn do_mount(
     let o = &m.options;
     if m.fstype == "cgroup" || m.fstype == "cgroup2" {
         // In a cgroup namespace the mount shows the namespace's root, made once the process is
-        // in its cgroups: wait for that. Without one, the host's directories are bound, and
-        // those exist already.
-        if plan.new_cgroupns {
-            placement.ensure()?;
-        }
+        // in its cgroups; without one, the host's directories are bound, and under the systemd
+        // driver those exist only once the unit is started (the parent's placement, which runc
+        // also finishes before the init mounts anything). Wait for the placement either way.
+        placement.ensure()?;
         return mount_cgroups(root, m, plan);
     }
     let bind = o.is_bind();
