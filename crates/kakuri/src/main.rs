@@ -44,7 +44,7 @@ pub(crate) struct Cli {
     /// Path to the criu binary used by checkpoint and restore (default: criu in $PATH)
     #[arg(long, global = true, value_name = "PATH")]
     criu: Option<PathBuf>,
-    /// Use the systemd cgroup driver (not supported yet: an error)
+    /// Use the systemd cgroup driver: linux.cgroupsPath is slice:prefix:name, a transient scope
     #[arg(long = "systemd-cgroup", global = true)]
     systemd_cgroup: bool,
     /// Ignore cgroup permission errors: true, false or auto (auto: when not uid 0, or in a
