@@ -557,22 +557,6 @@ pub fn set_mempolicy(mode: libc::c_int, nodemask: &[u64]) -> io::Result<()> {
 /// The calling process must be single-threaded (the child of a multi-threaded process may only
 /// call async-signal-safe functions; this one calls `_exit` only).
 pub unsafe fn clone3_into_cgroup(cgroup: BorrowedFd) -> io::Result<libc::pid_t> {
-    #[repr(C)]
-    #[derive(Default)]
-    struct CloneArgs {
-        flags: u64,
-        pidfd: u64,
-        child_tid: u64,
-        parent_tid: u64,
-        exit_signal: u64,
-        stack: u64,
-        stack_size: u64,
-        tls: u64,
-        set_tid: u64,
-        set_tid_size: u64,
-        cgroup: u64,
-    }
-    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
     let args = CloneArgs {
         flags: CLONE_INTO_CGROUP,
         exit_signal: libc::SIGCHLD as u64,
