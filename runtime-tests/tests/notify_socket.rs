@@ -131,6 +131,19 @@ const SCRIPT: &str = "echo \"$NOTIFY_SOCKET\" > /gate/env; \
     while [ ! -e /gate/go ]; do usleep 10000; done; \
     /sdnotify READY=1 || exit 4; touch /gate/sent";
 
+/// `kakuri VERB... <bundle> <id>` with the caller's socket as `NOTIFY_SOCKET`.
+fn spawn_with_socket(
+    env: &TestEnv,
+    caller: &Caller,
+    verb: &[&str],
+    b: &Bundle,
+    id: &str,
+) -> Spawned {
+    let mut cmd = env.rt().cmd(verb);
+    cmd.arg(b.dir()).arg(id).env("NOTIFY_SOCKET", &caller.addr);
+    env.rt().spawn_in(cmd, b.dir())
+}
+
 fn notify_bundle(env: &TestEnv, then: &str) -> (Bundle, PathBuf) {
     let gate = env.dir().join(format!("gate-{}", unique_id()));
     std::fs::create_dir(&gate).expect("mkdir gate");
@@ -204,9 +217,7 @@ fn create_start_relays_ready_only_after_the_container_sends_it() {
     let (b, gate) = notify_bundle(&env, "exec sleep 1000");
     let id = env.new_id();
     b.write();
-    let mut cmd = env.rt().cmd(&["create", "--bundle"]);
-    cmd.arg(b.dir()).arg(&id).env("NOTIFY_SOCKET", &caller.addr);
-    let out = env.rt().spawn_in(cmd, b.dir()).wait(CMD_TIMEOUT);
+    let out = spawn_with_socket(&env, &caller, &["create", "--bundle"], &b, &id).wait(CMD_TIMEOUT);
     out.ok();
     let c = env.container(&id, &out);
     // The directory exists from create on; the socket is bound by start.
@@ -251,9 +262,7 @@ fn run_detached_returns_after_ready_with_the_init_as_mainpid() {
     let (b, gate) = notify_bundle(&env, "exec sleep 1000");
     let id = env.new_id();
     b.write();
-    let mut cmd = env.rt().cmd(&["run", "-d", "--bundle"]);
-    cmd.arg(b.dir()).arg(&id).env("NOTIFY_SOCKET", &caller.addr);
-    let mut run = env.rt().spawn_in(cmd, b.dir());
+    let mut run = spawn_with_socket(&env, &caller, &["run", "-d", "--bundle"], &b, &id);
     assert_held(&caller, &gate, &mut run);
     std::fs::write(gate.join("go"), "").expect("open the gate");
     let out = run.wait(CMD_TIMEOUT);
@@ -274,9 +283,7 @@ fn run_in_the_foreground_relays_ready_with_itself_as_mainpid() {
     let (b, gate) = notify_bundle(&env, "exit 0");
     let id = env.new_id();
     b.write();
-    let mut cmd = env.rt().cmd(&["run", "--bundle"]);
-    cmd.arg(b.dir()).arg(&id).env("NOTIFY_SOCKET", &caller.addr);
-    let mut run = env.rt().spawn_in(cmd, b.dir());
+    let mut run = spawn_with_socket(&env, &caller, &["run", "--bundle"], &b, &id);
     let run_pid = run.pid() as i32;
     wait_file(&gate.join("up"), "");
     assert!(run.try_done().is_none());
@@ -296,9 +303,7 @@ fn start_returns_when_the_container_exits_without_ready() {
     b.set_args(&["true"]);
     let id = env.new_id();
     b.write();
-    let mut cmd = env.rt().cmd(&["create", "--bundle"]);
-    cmd.arg(b.dir()).arg(&id).env("NOTIFY_SOCKET", &caller.addr);
-    let out = env.rt().spawn_in(cmd, b.dir()).wait(CMD_TIMEOUT);
+    let out = spawn_with_socket(&env, &caller, &["create", "--bundle"], &b, &id).wait(CMD_TIMEOUT);
     out.ok();
     let c = env.container(&id, &out);
     let mut start = env.rt().cmd(&["start", &id]);
@@ -319,9 +324,8 @@ fn abstract_caller_socket() {
     std::fs::write(gate.join("go"), "").expect("gate open from the start");
     let id = env.new_id();
     b.write();
-    let mut cmd = env.rt().cmd(&["run", "-d", "--bundle"]);
-    cmd.arg(b.dir()).arg(&id).env("NOTIFY_SOCKET", &caller.addr);
-    let out = env.rt().spawn_in(cmd, b.dir()).wait(CMD_TIMEOUT);
+    let out =
+        spawn_with_socket(&env, &caller, &["run", "-d", "--bundle"], &b, &id).wait(CMD_TIMEOUT);
     out.ok();
     let c = env.container(&id, &out);
     assert_relayed(&caller, c.pid());
@@ -339,9 +343,7 @@ fn failed_create_leaves_no_notify_state() {
     b.add_hook("createRuntime", "/bin/false", &["false"], &[], None);
     let id = env.new_id();
     b.write();
-    let mut cmd = env.rt().cmd(&["create", "--bundle"]);
-    cmd.arg(b.dir()).arg(&id).env("NOTIFY_SOCKET", &caller.addr);
-    let out = env.rt().spawn_in(cmd, b.dir()).wait(CMD_TIMEOUT);
+    let out = spawn_with_socket(&env, &caller, &["create", "--bundle"], &b, &id).wait(CMD_TIMEOUT);
     assert_eq!(out.code, Some(1), "{out}");
     assert!(!state_dir(&env, &id).exists(), "state left: {out}");
     assert!(caller.pending().is_empty());
@@ -431,9 +433,8 @@ fn rootless_run_detached_relays_ready() {
     std::fs::write(gate.join("go"), "").expect("gate open from the start");
     let id = env.new_id();
     b.write();
-    let mut cmd = env.rt().cmd(&["run", "-d", "--bundle"]);
-    cmd.arg(b.dir()).arg(&id).env("NOTIFY_SOCKET", &caller.addr);
-    let out = env.rt().spawn_in(cmd, b.dir()).wait(CMD_TIMEOUT);
+    let out =
+        spawn_with_socket(&env, &caller, &["run", "-d", "--bundle"], &b, &id).wait(CMD_TIMEOUT);
     out.ok();
     let c = env.container(&id, &out);
     assert_relayed(&caller, c.pid());
@@ -467,9 +468,8 @@ fn container_without_mount_namespace_leaves_no_mount() {
     std::fs::write(gate.join("go"), "").expect("gate open from the start");
     let id = env.new_id();
     b.write();
-    let mut cmd = env.rt().cmd(&["run", "-d", "--bundle"]);
-    cmd.arg(b.dir()).arg(&id).env("NOTIFY_SOCKET", &caller.addr);
-    let out = env.rt().spawn_in(cmd, b.dir()).wait(CMD_TIMEOUT);
+    let out =
+        spawn_with_socket(&env, &caller, &["run", "-d", "--bundle"], &b, &id).wait(CMD_TIMEOUT);
     out.ok();
     let c = env.container(&id, &out);
     assert_relayed(&caller, c.pid());

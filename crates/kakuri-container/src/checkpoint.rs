@@ -227,6 +227,16 @@ fn config_file(m: &mut Msg, annotations: &std::collections::HashMap<String, Stri
     }
 }
 
+/// The next message from CRIU; a broken connection is reported with the errors of CRIU's log.
+fn recv_from_criu(swrk: &Swrk, log: &Path) -> Result<(criu::Response, Option<OwnedFd>), Error> {
+    swrk.recv().map_err(|mut msg| {
+        if let Some(r) = criu::log_errors(log) {
+            msg.push_str(&format!("\n{r}"));
+        }
+        Error::msg(msg)
+    })
+}
+
 fn criu_failed(kind: &str, resp: &criu::Response, log: &Path) -> Error {
     let mut msg = format!(
         "criu failed: type {kind} errno {}",
@@ -424,13 +434,7 @@ impl Runtime {
         let swrk = Swrk::start(&o.criu_path(), &[], false).map_err(Error::msg)?;
         swrk.send(&req).map_err(Error::msg)?;
         loop {
-            let (resp, _fd) = swrk.recv().map_err(|e| {
-                let mut msg = e;
-                if let Some(r) = criu::log_errors(&log) {
-                    msg.push_str(&format!("\n{r}"));
-                }
-                Error::msg(msg)
-            })?;
+            let (resp, _fd) = recv_from_criu(&swrk, &log)?;
             if !resp.success {
                 let _ = swrk.finish();
                 return Err(criu_failed(kind, &resp, &log));
@@ -677,13 +681,7 @@ impl Runtime {
         swrk.send(&req).map_err(Error::msg)?;
         let mut pid = 0;
         loop {
-            let (resp, fd) = swrk.recv().map_err(|e| {
-                let mut msg = e;
-                if let Some(r) = criu::log_errors(&log) {
-                    msg.push_str(&format!("\n{r}"));
-                }
-                Error::msg(msg)
-            })?;
+            let (resp, fd) = recv_from_criu(&swrk, &log)?;
             if !resp.success {
                 let _ = swrk.finish();
                 return Err(criu_failed("RESTORE", &resp, &log));
