@@ -860,11 +860,10 @@ impl Harness {
         self.dir.join("containerd.sock")
     }
 
-    fn start_containerd(&self) -> Result<(), String> {
-        let cfg = self.dir.join("containerd.toml");
-        write(&cfg, &self.template("containerd.toml")?)?;
+    /// Starts the run's containerd with the config `cfg` and waits until it answers.
+    fn launch_containerd(&self, cfg: &Path) -> Result<(), String> {
         let mut cmd = Command::new("containerd");
-        cmd.arg("--config").arg(&cfg);
+        cmd.arg("--config").arg(cfg);
         let pid = self.spawn_daemon("containerd", cmd)?;
         let sock = self.containerd_sock();
         self.wait_for("containerd", pid, "containerd.log", || {
@@ -874,7 +873,13 @@ impl Harness {
                     .arg("version")
                     .output()
                     .is_ok_and(|o| o.status.success())
-        })?;
+        })
+    }
+
+    fn start_containerd(&self) -> Result<(), String> {
+        let cfg = self.dir.join("containerd.toml");
+        write(&cfg, &self.template("containerd.toml")?)?;
+        self.launch_containerd(&cfg)?;
         if self.kind == Kind::Containerd {
             let out = run_cmd(
                 {
@@ -924,18 +929,7 @@ impl Harness {
                 .replace("@PAUSE_IMAGE@", PAUSE_IMAGE)
                 .replace("@CNI_CONF@", &cni_conf.to_string_lossy()),
         )?;
-        let mut cmd = Command::new("containerd");
-        cmd.arg("--config").arg(&cfg);
-        let pid = self.spawn_daemon("containerd", cmd)?;
-        let sock = self.containerd_sock();
-        self.wait_for("containerd", pid, "containerd.log", || {
-            sock.exists()
-                && self
-                    .ctr_bare()
-                    .arg("version")
-                    .output()
-                    .is_ok_and(|o| o.status.success())
-        })?;
+        self.launch_containerd(&cfg)?;
         for archive in ["oci-image.tar", "pause-image.tar"] {
             let mut c = self.ctr_bare();
             c.args(["--namespace", "k8s.io", "images", "import"])
