@@ -106,25 +106,66 @@ impl CriuOptions {
         }
     }
 
-    /// Options kakuri refuses rather than ignore.
-    fn refuse_unsupported(&self) -> Result<(), Error> {
-        if self.lazy_pages {
-            // The lazy-pages daemon and page server round trip is not driven by kakuri.
-            return Err(Error::msg(
-                "--lazy-pages is not supported by kakuri (it needs a CRIU lazy-pages daemon kakuri does not run)",
-            ));
+    /// `--page-server ADDRESS:PORT` as CRIU's `criu_page_server_info`, checked as runc does.
+    fn page_server_msg(&self) -> Result<Option<Msg>, Error> {
+        let Some(p) = self.page_server.as_deref().filter(|p| !p.is_empty()) else {
+            return Ok(None);
+        };
+        let usage = || Error::msg("Use --page-server ADDRESS:PORT to specify page server");
+        let (addr, port) = p.rsplit_once(':').ok_or_else(usage)?;
+        let addr = addr.trim_start_matches('[').trim_end_matches(']');
+        if addr.is_empty() || port.is_empty() {
+            return Err(usage());
         }
-        if self.status_fd.is_some() {
-            return Err(Error::msg(
-                "--status-fd is only meaningful with --lazy-pages, which kakuri does not support",
-            ));
-        }
-        if let Some(p) = &self.page_server {
-            if !p.is_empty() {
-                return Err(Error::msg("--page-server is not supported by kakuri"));
+        let port: u16 = port
+            .parse()
+            .map_err(|_| Error::msg(format!("--page-server: invalid port number {port:?}")))?;
+        let mut m = Msg::default();
+        m.str(1, addr).int(2, i64::from(port));
+        Ok(Some(m))
+    }
+
+    /// `--lazy-pages` on checkpoint: CRIU must have it (FEATURE_CHECK), and `--status-fd`
+    /// must be a writable descriptor. Returns the status fd, if one was given.
+    fn check_lazy_dump(&self) -> Result<Option<i32>, Error> {
+        if !self.lazy_pages {
+            if self.status_fd.is_some() {
+                return Err(Error::msg("--status-fd is only used with --lazy-pages"));
             }
+            return Ok(None);
         }
-        Ok(())
+        criu::check_lazy_pages(&self.criu_path())
+            .map_err(|e| Error::msg(format!("--lazy-pages: {e}")))?;
+        let Some(fd) = self.status_fd else {
+            return Ok(None);
+        };
+        let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)
+            .map_err(|e| Error::msg(format!("invalid --status-fd argument {fd}: {e}")))?;
+        if flags & libc::O_ACCMODE == libc::O_RDONLY {
+            return Err(Error::msg(format!(
+                "invalid --status-fd argument {fd}: not writable"
+            )));
+        }
+        Ok(Some(fd))
+    }
+}
+
+/// Writes the `\0` that tells the caller of `--status-fd` that CRIU's page server is ready
+/// (CRIU 3.15+ says so with the `status-ready` notification), and closes the fd.
+fn signal_status_fd(fd: &mut Option<i32>) {
+    if let Some(f) = fd.take() {
+        // SAFETY: `f` is the caller's --status-fd, checked open and writable; it is ours to
+        // write to and close, and nothing else in this process uses it.
+        unsafe {
+            let zero = [0u8; 1];
+            if libc::write(f, zero.as_ptr().cast(), 1) != 1 {
+                log::warn!(
+                    "write \\0 to --status-fd {f}: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+            libc::close(f);
+        }
     }
 }
 
@@ -362,7 +403,8 @@ impl Runtime {
         }
         let cg_mode = o.cg_mode()?;
         let empty_ns = o.empty_ns_mask()?;
-        o.refuse_unsupported()?;
+        let page_server = o.page_server_msg()?;
+        let mut status_fd = o.check_lazy_dump()?;
         let img = o.image_dir()?;
         let bundle = kakuri_spec::load_bundle(&st.bundle).map_err(|e| {
             Error::msg(format!(
@@ -379,7 +421,11 @@ impl Runtime {
         m.int(2, i64::from(st.pid))
             .str(13, &st.rootfs.display().to_string())
             .flag(3, o.leave_running)
+            .flag(48, o.lazy_pages)
             .int(38, empty_ns);
+        if let Some(ps) = &page_server {
+            m.msg(11, ps);
+        }
         config_file(&mut m, &st.annotations);
         let linux = spec.linux().clone().unwrap_or_default();
         for n in linux.namespaces().iter().flatten() {
@@ -440,8 +486,13 @@ impl Runtime {
                 return Err(criu_failed(kind, &resp, &log));
             }
             if resp.typ == criu::NOTIFY {
-                if resp.notify_script.as_deref() == Some("post-dump") {
-                    let _ = std::fs::File::create(dir.path.join("checkpoint"));
+                match resp.notify_script.as_deref() {
+                    Some("post-dump") => {
+                        let _ = std::fs::File::create(dir.path.join("checkpoint"));
+                    }
+                    // --lazy-pages: the pages are dumped and the page server listens.
+                    Some("status-ready") => signal_status_fd(&mut status_fd),
+                    _ => {}
                 }
                 let mut ack = Msg::default();
                 ack.int(1, criu::NOTIFY as i64).flag(3, true);
@@ -471,7 +522,12 @@ impl Runtime {
         state::check_id(id)?;
         let empty_ns = o.empty_ns_mask()?;
         let cg_mode = o.cg_mode()?;
-        o.refuse_unsupported()?;
+        if o.page_server.as_deref().is_some_and(|p| !p.is_empty()) || o.status_fd.is_some() {
+            return Err(Error::msg(
+                "--page-server and --status-fd are checkpoint options (restore --lazy-pages reads \
+                 the pages from a `criu lazy-pages` daemon)",
+            ));
+        }
         if o.lsm_profile.is_some() || o.lsm_mount_context.is_some() {
             return Err(Error::msg(
                 "--lsm-profile and --lsm-mount-context are not supported by kakuri (no LSM on the hosts it supports restore on)",
@@ -483,6 +539,12 @@ impl Runtime {
             kakuri_spec::load_bundle(&bundle_dir).map_err(|e| Error::msg(e.to_string()))?;
         let spec = &bundle.spec;
         let linux = spec.linux().clone().unwrap_or_default();
+        if linux.intel_rdt().is_some() {
+            return Err(Error::msg(
+                "linux.intelRdt: restore cannot recreate the container's resctrl group (CRIU's \
+                 images do not describe it); remove intelRdt from config.json to restore",
+            ));
+        }
         let terminal = spec
             .process()
             .as_ref()
@@ -617,6 +679,7 @@ impl Runtime {
         let mut m = common_opts(o, &img_fd, work.as_ref().map(|w| &w.1), "restore.log");
         m.flag(6, true) // evasive_devices
             .flag(26, true) // rst_sibling
+            .flag(48, o.lazy_pages)
             .str(13, &root.display().to_string())
             .int(38, empty_ns);
         config_file(&mut m, &st.annotations);
@@ -659,7 +722,17 @@ impl Runtime {
                 m.msg(27, &inh);
             }
         }
-        if cgroup.mode() != kakuri_cgroups::Mode::V2 {
+        if cgroup.mode() == kakuri_cgroups::Mode::V2 {
+            // cgroup v2: the container's cgroup is CRIU's root for every controller, so a
+            // restore under another id (podman's `--import --name`, a lazy copy) goes into its
+            // own cgroup rather than the one the images name.
+            if let Some(p) = cgroup.unified_path() {
+                let rel = p.strip_prefix("/sys/fs/cgroup").unwrap_or(p);
+                let mut r = Msg::default();
+                r.str(2, &Path::new("/").join(rel).display().to_string());
+                m.msg(25, &r);
+            }
+        } else {
             // cgroup v1: where each controller's cgroup is, as runc tells CRIU.
             for (ctrls, path) in cgroup.dirs() {
                 for c in ctrls {
@@ -669,6 +742,15 @@ impl Runtime {
                 }
             }
         }
+        // A network namespace of its own (no path): CRIU makes it empty (runc's empty_ns), with
+        // `lo` down, and create would have brought `lo` up. It is brought up when CRIU has made
+        // the namespaces, before it restores sockets that use it (a TCP connection over
+        // 127.0.0.1 restored with --tcp-established connects back through it).
+        let new_netns = linux
+            .namespaces()
+            .iter()
+            .flatten()
+            .any(|n| n.typ() == LinuxNamespaceType::Network && n.path().is_none());
         let mut req = Msg::default();
         req.int(1, criu::RESTORE as i64).msg(2, &m);
         let raw: Vec<i32> = inherit.iter().map(|f| f.as_raw_fd()).collect();
@@ -694,6 +776,11 @@ impl Runtime {
             }
             match resp.notify_script.as_deref() {
                 Some("setup-namespaces") => {
+                    if new_netns {
+                        if let Some(p) = resp.notify_pid {
+                            loopback_up(p)?;
+                        }
+                    }
                     if let Some(h) = st.hooks.clone() {
                         let json = HookState::of(&st, "created", resp.notify_pid).json();
                         let ctx = hooks::HookContext::default();
@@ -764,6 +851,21 @@ impl Runtime {
         self.delete(id, true)?;
         Ok(code)
     }
+}
+
+/// Brings `lo` up in the network namespace of `pid`, from a thread of its own (setns of a
+/// network namespace moves only the calling thread).
+fn loopback_up(pid: i32) -> Result<(), Error> {
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))
+        .map_err(|e| Error::io(format!("open /proc/{pid}/ns/net"), e))?;
+    std::thread::spawn(move || -> std::io::Result<()> {
+        use std::os::fd::AsFd;
+        kakuri_isolate::sys::setns(ns.as_fd(), libc::CLONE_NEWNET)?;
+        kakuri_isolate::sys::link_up("lo")
+    })
+    .join()
+    .map_err(|_| Error::msg("bring up lo in the restored network namespace: thread panicked"))?
+    .map_err(|e| Error::io("bring up lo in the restored network namespace", e))
 }
 
 /// A cgroup v1 directory as a path from its hierarchy's root (CRIU's cg_root).

@@ -15,6 +15,7 @@ pub const DUMP: u64 = 1;
 pub const RESTORE: u64 = 2;
 pub const PRE_DUMP: u64 = 4;
 pub const NOTIFY: u64 = 6;
+pub const FEATURE_CHECK: u64 = 9;
 pub const VERSION: u64 = 10;
 
 /// CRIU's `criu_cg_mode` values that runc's `--manage-cgroups-mode` takes.
@@ -23,6 +24,8 @@ pub fn cg_mode(s: &str) -> Option<u64> {
         "soft" => Some(3),
         "full" => Some(4),
         "strict" => Some(5),
+        // runc 1.2's addition: CRIU leaves cgroups alone.
+        "ignore" => Some(0),
         _ => None,
     }
 }
@@ -124,6 +127,8 @@ pub struct Response {
     pub notify_script: Option<String>,
     pub notify_pid: Option<i32>,
     pub version: Option<(i64, i64, i64)>,
+    /// `features.lazy_pages` of a FEATURE_CHECK response.
+    pub lazy_pages: Option<bool>,
 }
 
 impl Response {
@@ -165,6 +170,13 @@ impl Response {
                         }
                     }
                     r.version = Some(v);
+                }
+                (8, Field::Bytes(m)) => {
+                    for (f, v) in decode(m)? {
+                        if let (2, Field::Int(b)) = (f, v) {
+                            r.lazy_pages = Some(b != 0);
+                        }
+                    }
                 }
                 _ => {}
             }
@@ -275,6 +287,47 @@ impl Swrk {
     }
 }
 
+/// Asks CRIU whether it can do lazy pages (FEATURE_CHECK, as runc does before a lazy dump):
+/// `Ok(())`, or CRIU's reason it cannot.
+pub fn check_lazy_pages(criu: &Path) -> Result<(), String> {
+    let mut feat = Msg::default();
+    feat.flag(2, true);
+    let mut req = Msg::default();
+    // criu_req.features is field 5 (criu_resp.features, read back, is field 8).
+    req.int(1, FEATURE_CHECK as i64).msg(5, &feat);
+    let swrk = Swrk::start(criu, &[], false)?;
+    swrk.send(&req)?;
+    let got = swrk.recv();
+    let _ = swrk.finish();
+    let (resp, _) = got?;
+    if resp.typ != FEATURE_CHECK {
+        return Err(format!(
+            "unexpected response type {} to FEATURE_CHECK",
+            resp.typ
+        ));
+    }
+    match resp.lazy_pages {
+        Some(true) => Ok(()),
+        _ => {
+            // CRIU's own words on what the kernel lacks.
+            let why = Command::new(criu)
+                .args(["check", "--feature", "uffd-noncoop"])
+                .stdin(Stdio::null())
+                .output()
+                .map(|o| {
+                    let mut t = String::from_utf8_lossy(&o.stdout).into_owned();
+                    t.push_str(&String::from_utf8_lossy(&o.stderr));
+                    t.trim().replace('\n', "; ")
+                })
+                .unwrap_or_default();
+            Err(format!(
+                "CRIU reports no lazy-pages support (userfaultfd with non-cooperative events); \
+                 `criu check --feature uffd-noncoop`: {why}"
+            ))
+        }
+    }
+}
+
 /// The last error lines of a CRIU log (its own reason for failing).
 pub fn log_errors(log: &Path) -> Option<String> {
     let text = std::fs::read_to_string(log).ok()?;
@@ -308,6 +361,18 @@ mod tests {
         assert_eq!(r.notify_script.as_deref(), Some("post-restore"));
         assert_eq!(r.notify_pid, Some(4242));
         assert_eq!(r.cr_errno, Some(-5));
+        assert_eq!(r.lazy_pages, None);
+    }
+
+    #[test]
+    fn feature_check_response() {
+        let mut feat = Msg::default();
+        feat.flag(2, true);
+        let mut m = Msg::default();
+        m.int(1, FEATURE_CHECK as i64).flag(2, true).msg(8, &feat);
+        let r = Response::parse(m.as_bytes()).unwrap();
+        assert_eq!(r.typ, FEATURE_CHECK);
+        assert_eq!(r.lazy_pages, Some(true));
     }
 
     #[test]

@@ -174,10 +174,10 @@ struct CriuArgs {
     /// Handle file locks
     #[arg(long = "file-locks")]
     file_locks: bool,
-    /// Lazily restore memory pages (userfaultfd): refused, kakuri runs no lazy-pages daemon
+    /// Lazy migration: checkpoint serves the memory pages from a page server (with --page-server), restore gets them through userfaultfd from a `criu lazy-pages` daemon
     #[arg(long = "lazy-pages")]
     lazy_pages: bool,
-    /// cgroups mode: soft (default), full or strict
+    /// cgroups mode: soft (default), full, strict or ignore
     #[arg(long = "manage-cgroups-mode", value_name = "MODE")]
     manage_cgroups_mode: Option<String>,
     /// Create a namespace but do not restore its properties (only "network")
@@ -210,6 +210,9 @@ impl CriuArgs {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Checkpoint a running container with CRIU
+    // A flag given twice counts once, as with runc: podman 4.3 passes `--leave-running` twice
+    // for `podman container checkpoint --leave-running`.
+    #[command(args_override_self = true)]
     Checkpoint {
         #[command(flatten)]
         c: CriuArgs,
@@ -225,11 +228,12 @@ enum Cmd {
         /// CRIU writes \0 to this fd when lazy pages are ready (with --lazy-pages)
         #[arg(long = "status-fd", value_name = "FD")]
         status_fd: Option<i32>,
-        /// ADDRESS:PORT of a CRIU page server (refused: not supported)
+        /// ADDRESS:PORT of the page server: a `criu page-server` receiving the pages, or with --lazy-pages the one CRIU runs
         #[arg(long = "page-server", value_name = "ADDRESS:PORT")]
         page_server: Option<String>,
     },
     /// Restore a container from a checkpoint made by `checkpoint`
+    #[command(args_override_self = true)]
     Restore {
         #[command(flatten)]
         c: CriuArgs,
@@ -387,13 +391,42 @@ fn print_version() -> Outcome {
     output::stdout(text.as_bytes()).map(|()| 0)
 }
 
+/// containerd's go-runc passes `-no-subreaper` (one dash) to `restore`, which runc's flag
+/// library takes as `--no-subreaper`; clap does not, so that one spelling is rewritten when the
+/// command is `restore`.
+fn go_runc_args(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut out: Vec<std::ffi::OsString> = args.collect();
+    // The command: the first word that is neither an option nor the value of a global option.
+    let mut i = 1;
+    while i < out.len() {
+        let a = out[i].to_string_lossy();
+        if !a.starts_with('-') {
+            break;
+        }
+        let takes_value = ["--root", "--log", "--log-format", "--criu", "--rootless"];
+        i += if takes_value.contains(&a.as_ref()) {
+            2
+        } else {
+            1
+        };
+    }
+    if out.get(i).is_some_and(|c| c == "restore") {
+        for a in &mut out[i + 1..] {
+            if a == "-no-subreaper" {
+                *a = "--no-subreaper".into();
+            }
+        }
+    }
+    out
+}
+
 /// What a command produced: an exit code, or an error to report.
 type Outcome = Result<u8, Error>;
 
 fn main() -> ExitCode {
     // The timeline's origin: a vDSO clock read, no system call (kept only when timings are on).
     let t0 = kakuri_timings::now();
-    let mut cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse_from(go_runc_args(std::env::args_os())) {
         Ok(c) => c,
         // Usage errors go to stderr (exit 1); --help and the like to stdout (exit 0).
         Err(e) if e.use_stderr() => {
