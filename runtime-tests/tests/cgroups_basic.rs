@@ -102,6 +102,98 @@ fn init_is_in_its_cgroup_in_every_hierarchy() {
     env.finish();
 }
 
+/// A new process joins its v1 cgroups itself (writing `0` to their `tasks` files), or with
+/// `KAKURI_V1_SELF_JOIN=0` is moved there by the runtime (`cgroup.procs`): both ways, the init
+/// and an exec'd process end up in the container's cgroup of every hierarchy, and exec's
+/// `--cgroup` sub-cgroup is honoured.
+#[test]
+fn init_and_exec_in_every_hierarchy_either_way() {
+    let env = TestEnv::new();
+    let mut b = env.bundle();
+    b.set_args(&["sleep", "60"]);
+    for knob in [None, Some("0")] {
+        let cg = format!("kakuri-{}-{}", env.id(), knob.unwrap_or("1"));
+        b.set_cgroups_path(&cg);
+        let id = env.new_id();
+        b.write();
+        let mut cmd = env.rt().cmd(&["--debug", "create", "--bundle"]);
+        cmd.arg(b.dir()).arg(&id);
+        if let Some(k) = knob {
+            cmd.env("KAKURI_V1_SELF_JOIN", k);
+        }
+        let out = env.rt().spawn_in(cmd, b.dir()).wait(CMD_TIMEOUT);
+        out.ok();
+        if knob.is_some() && runtime_bin().ends_with("kakuri") {
+            assert!(
+                out.stderr_has("KAKURI_V1_SELF_JOIN=0: v1 cgroups joined through cgroup.procs"),
+                "{out}"
+            );
+        }
+        let c = env.container(&id, &out);
+        let init = fs::read_to_string(format!("/proc/{}/cgroup", c.pid())).unwrap();
+        for line in init.lines() {
+            assert!(line.ends_with(&format!("/{cg}")), "{knob:?}: {init}");
+        }
+        c.start();
+        // The memory sub-cgroup must exist for exec --cgroup to use it.
+        let mem = cgroup_dirs(c.pid())
+            .into_iter()
+            .find(|(ctrls, _)| ctrls.split(',').any(|x| x == "memory"))
+            .map(|(_, d)| d)
+            .expect("memory hierarchy");
+        fs::create_dir(mem.join("sub")).expect("mkdir memory sub-cgroup");
+        for (n, sub) in [(0, false), (1, true)] {
+            // Detached, seen from the host (the container may have a cgroup namespace).
+            let pid_file = env.dir().join(format!("exec-{id}-{n}.pid"));
+            let pid_arg = pid_file.to_str().unwrap();
+            let mut args = vec!["exec", "-d", "--pid-file", pid_arg];
+            if sub {
+                args.extend(["--cgroup", "memory:sub"]);
+            }
+            args.extend([id.as_str(), "sleep", "60"]);
+            let mut exec = env.rt().cmd(&args);
+            if let Some(k) = knob {
+                exec.env("KAKURI_V1_SELF_JOIN", k);
+            }
+            let out = env.rt().output(exec);
+            out.ok();
+            let pid: i32 = fs::read_to_string(&pid_file)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+            // SAFETY: kill with integer arguments (the exec'd sleep, our grandchild).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            for line in text.lines() {
+                let is_memory = line
+                    .split(':')
+                    .nth(1)
+                    .is_some_and(|c| c.split(',').any(|x| x == "memory"));
+                let init_line = init
+                    .lines()
+                    .find(|l| l.split(':').nth(1) == line.split(':').nth(1))
+                    .unwrap_or_else(|| panic!("{line} not in {init}"));
+                let want = if sub && is_memory {
+                    format!("{init_line}/sub")
+                } else {
+                    init_line.to_string()
+                };
+                assert_eq!(line, want, "{knob:?} sub {sub}: {text}");
+            }
+        }
+        // The killed sleep leaves the sub-cgroup once it is reaped (by the host's init).
+        let t = std::time::Instant::now();
+        while let Err(e) = fs::remove_dir(mem.join("sub")) {
+            assert!(t.elapsed() < CMD_TIMEOUT, "rmdir memory sub-cgroup: {e}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        c.delete(true).ok();
+        drop(c);
+    }
+    env.finish();
+}
+
 #[test]
 fn memory_and_pids_limits() {
     let env = TestEnv::new();

@@ -221,6 +221,20 @@ pub(crate) fn open_cgroup2_dir(dir: &Path) -> Option<OwnedFd> {
     }
 }
 
+/// The v1 directories among `dirs` ([`Manager::dirs`]: the cgroup2 one has no controllers).
+pub(crate) fn v1_dirs<'a>(dirs: &[(&[String], &'a Path)]) -> Vec<&'a Path> {
+    dirs.iter()
+        .filter(|(c, _)| !c.is_empty())
+        .map(|(_, d)| *d)
+        .collect()
+}
+
+/// Whether prestart or createRuntime hooks are configured (the runtime runs them while the init
+/// waits before pivot_root).
+fn hooks_for_runtime(hooks: Option<&oci::Hooks>) -> bool {
+    hooks.is_some_and(|h| h.prestart().is_some() || h.create_runtime().is_some())
+}
+
 /// A create in progress: what to undo if it fails.
 struct Undo<'a> {
     dir: Option<ContainerDir>,
@@ -310,8 +324,14 @@ struct Parent<'a> {
 }
 
 impl ParentSteps for Parent<'_> {
-    fn placed(&mut self, pid: i32, in_cgroup2: bool) -> Result<(), String> {
-        if in_cgroup2 && !self.cgroup.is_systemd() {
+    fn placed(&mut self, pid: i32, in_cgroup2: bool, v1_joined: bool) -> Result<(), String> {
+        if v1_joined {
+            // The init joined its v1 cgroups itself (cgroupfs driver only): the cgroup2 one of
+            // a hybrid host is left unless it was cloned into it.
+            if let Some(dir) = self.cgroup.unified_path().filter(|_| !in_cgroup2) {
+                Manager::add_task_to(pid, dir).map_err(|e| e.to_string())?;
+            }
+        } else if in_cgroup2 && !self.cgroup.is_systemd() {
             // Cloned into its cgroup2 directory: only the v1 hierarchies are left.
             self.cgroup
                 .add_task_except_unified(pid)
@@ -928,6 +948,13 @@ impl Runtime {
             } else {
                 cgroup.unified_path().and_then(open_cgroup2_dir)
             },
+            // The systemd driver places the init through systemd (a scope needs a pid).
+            cgroup_v1_tasks: if cgroup.is_systemd() {
+                Vec::new()
+            } else {
+                kakuri_isolate::open_v1_tasks(v1_dirs(&cgroup.dirs()))
+            },
+            runtime_hooks: hooks_for_runtime(st.hooks.as_ref()),
         };
         let hooks = st.hooks.clone();
         let init = Init {

@@ -286,10 +286,14 @@ struct ExecParent<'a> {
 }
 
 impl ParentSteps for ExecParent<'_> {
-    fn placed(&mut self, pid: i32, in_cgroup2: bool) -> Result<(), String> {
+    fn placed(&mut self, pid: i32, in_cgroup2: bool, v1_joined: bool) -> Result<(), String> {
         for (i, dir) in self.cgroup_dirs.iter().enumerate() {
             if in_cgroup2 && Some(i) == self.cgroup2 {
                 // Cloned into it (CLONE_INTO_CGROUP).
+                continue;
+            }
+            if v1_joined && Some(i) != self.cgroup2 {
+                // Joined by the process itself (its `tasks` file).
                 continue;
             }
             kakuri_cgroups::Manager::add_task_to(pid, dir).map_err(|e| e.to_string())?;
@@ -405,6 +409,21 @@ impl Runtime {
             cgroup2_dir: cgroup2
                 .and_then(|i| cgroup_dirs.get(i))
                 .and_then(|d| crate::create::open_cgroup2_dir(d)),
+            // The systemd driver's directories are the unit's: written through like any other.
+            // The freezer's last: in a paused container the process stops as it joins that one.
+            cgroup_v1_tasks: {
+                let ctrls = st.cgroup.dirs();
+                let freezer = |i: usize| {
+                    ctrls
+                        .get(i)
+                        .is_some_and(|(c, _)| c.iter().any(|c| c == "freezer"))
+                };
+                let mut v1: Vec<usize> = (0..cgroup_dirs.len())
+                    .filter(|i| Some(*i) != cgroup2)
+                    .collect();
+                v1.sort_by_key(|i| freezer(*i));
+                kakuri_isolate::open_v1_tasks(v1.iter().map(|i| cgroup_dirs[*i].as_path()))
+            },
         };
         let init = Init {
             state: &st,

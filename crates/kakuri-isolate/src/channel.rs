@@ -139,6 +139,7 @@ impl Channel {
     pub fn recv_with_fd(&self) -> io::Result<Option<(Msg, Option<OwnedFd>)>> {
         let mut buf = vec![0u8; 65536];
         let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let mut reset_seen = false;
         loop {
             let (n, fd) = {
                 let mut iov = [io::IoSliceMut::new(&mut buf)];
@@ -151,6 +152,13 @@ impl Channel {
                 let msg = match r {
                     Ok(m) => m,
                     Err(nix::errno::Errno::EINTR) => continue,
+                    // The peer closed its end with a message of ours unread (a child that
+                    // failed before it read `Placed`): the kernel reports that once, ahead of
+                    // what the peer sent before it went (its error); read on.
+                    Err(nix::errno::Errno::ECONNRESET) if !reset_seen => {
+                        reset_seen = true;
+                        continue;
+                    }
                     Err(e) => return Err(e.into()),
                 };
                 let mut fd = None;

@@ -29,6 +29,9 @@ pub struct ExecPlan {
     /// The cgroup2 directory the process goes to (`O_PATH|O_DIRECTORY`): it is cloned straight
     /// into it where the kernel can (see [`crate::clone_child`]).
     pub cgroup2_dir: Option<OwnedFd>,
+    /// The `tasks` files of the v1 cgroups the process goes to ([`crate::open_v1_tasks`]): it
+    /// joins them itself; empty when the runtime places it through `cgroup.procs`.
+    pub cgroup_v1_tasks: Vec<(PathBuf, OwnedFd)>,
 }
 
 fn flag_of(name: &str) -> libc::c_int {
@@ -148,6 +151,8 @@ pub fn spawn_exec(
     } else {
         (None, None)
     };
+    // The process joins its v1 cgroups itself, except behind an intermediate (see `spawn`).
+    let self_join = !via_intermediate && !plan.cgroup_v1_tasks.is_empty();
     // SAFETY: kakuri is single-threaded (see `spawn`).
     let forked = unsafe { crate::clone_child(0, plan.cgroup2_dir.as_ref().map(|f| f.as_fd())) };
     let in_cgroup2 = matches!(forked, Ok((_, true)));
@@ -165,6 +170,12 @@ pub fn spawn_exec(
             drop(pch);
             drop(restore);
             drop(pid_rd);
+            if self_join {
+                if let Err(e) = crate::join_v1_cgroups(&plan.cgroup_v1_tasks) {
+                    let _ = cch.send(&Msg::Error(e));
+                    sys::exit_now(255);
+                }
+            }
             let cg = plan.cgroup2_dir.as_ref().map(|f| f.as_raw_fd());
             for fd in plan.close_in_child.iter().chain(cg.iter()) {
                 // SAFETY: the parent's descriptors (the state lock, the cgroup directory),
@@ -212,8 +223,10 @@ pub fn spawn_exec(
         }
     };
     let result = (|| {
-        parent.placed(pid, in_cgroup2)?;
-        kakuri_timings::mark("cgroup.procs");
+        parent.placed(pid, in_cgroup2, self_join)?;
+        if !self_join {
+            kakuri_timings::mark("cgroup.procs");
+        }
         pch.send(&Msg::Go).map_err(|e| format!("sync: {e}"))?;
         // After Ready the process loads its filter (with noNewPrivileges) and execs: its end
         // of the channel is close-on-exec, so end-of-file then means it has exec'd (or died

@@ -159,6 +159,78 @@ pub struct InitPlan {
     /// The container's cgroup2 directory (`O_PATH|O_DIRECTORY`): the init is cloned straight
     /// into it where the kernel can ([`clone_child`]); [`ParentSteps::placed`] is told.
     pub cgroup2_dir: Option<OwnedFd>,
+    /// The `tasks` files of the container's v1 cgroups, opened for writing by the runtime
+    /// ([`open_v1_tasks`]): the init joins those cgroups itself, first thing after the clone
+    /// (see [`join_v1_cgroups`]); empty when the runtime places it through `cgroup.procs`.
+    pub cgroup_v1_tasks: Vec<(PathBuf, OwnedFd)>,
+    /// prestart or createRuntime hooks are configured: the init stops before pivot_root for
+    /// the runtime to run them (a round trip that is left out without them).
+    pub runtime_hooks: bool,
+}
+
+/// The environment variable that, set to `0`, makes the runtime move a new container process
+/// into its v1 cgroups through `cgroup.procs` instead of letting the process join them itself
+/// through their `tasks` files ([`open_v1_tasks`]): for tests and measurements of that path.
+pub const V1_SELF_JOIN_ENV: &str = "KAKURI_V1_SELF_JOIN";
+
+/// Open the `tasks` file of each v1 cgroup directory in `dirs` for writing, for a child to join
+/// them itself ([`join_v1_cgroups`]). Why: moving another process (`cgroup.procs` with its
+/// pid) write-locks the kernel's global `cgroup_threadgroup_rwsem`, and the first such write
+/// after a quiet spell waits for an RCU grace period (10-20 ms here, most of a `run`); a
+/// single-threaded process writing `0` (itself) to `tasks` moves only the calling thread, for
+/// which the kernel skips that lock (Linux 6.0, "cgroup: Optimize single thread migration").
+/// For a single-threaded process, as a freshly cloned init or exec'd process is, the result is
+/// the same as writing its pid to `cgroup.procs`. Returns nothing (the caller then uses
+/// `cgroup.procs`) when turned off with [`V1_SELF_JOIN_ENV`]`=0` or when any file cannot be
+/// opened (e.g. a rootless runtime): all or none.
+pub fn open_v1_tasks<'a>(dirs: impl IntoIterator<Item = &'a Path>) -> Vec<(PathBuf, OwnedFd)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if std::env::var_os(V1_SELF_JOIN_ENV).is_some_and(|v| v == "0") {
+        log::debug!("{V1_SELF_JOIN_ENV}=0: v1 cgroups joined through cgroup.procs");
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for dir in dirs {
+        let path = dir.join("tasks");
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)
+        {
+            Ok(f) => out.push((path, OwnedFd::from(f))),
+            Err(e) => {
+                log::debug!(
+                    "open {}: {e}: v1 cgroups joined through cgroup.procs",
+                    path.display()
+                );
+                return Vec::new();
+            }
+        }
+    }
+    out
+}
+
+/// In a freshly cloned child (single-threaded): join the v1 cgroups whose `tasks` files the
+/// runtime opened ([`open_v1_tasks`]) by writing `0` (this thread) to each, then close them.
+pub(crate) fn join_v1_cgroups(tasks: &[(PathBuf, OwnedFd)]) -> Result<(), String> {
+    for (path, fd) in tasks {
+        if let Err(e) = nix::unistd::write(fd, b"0") {
+            return Err(format!(
+                "join the container's cgroup: write {}: {}",
+                path.display(),
+                os_error(&std::io::Error::from(e))
+            ));
+        }
+    }
+    for (_, fd) in tasks {
+        // SAFETY: the runtime's descriptors inherited by this child, which never returns to
+        // drop their owners; nothing else in the child uses them.
+        unsafe { libc::close(fd.as_raw_fd()) };
+    }
+    if !tasks.is_empty() {
+        kakuri_timings::mark("join its v1 cgroups (tasks)");
+    }
+    Ok(())
 }
 
 /// The environment variable that, set to `0`, turns `CLONE_INTO_CGROUP` off (the child is then
@@ -218,8 +290,9 @@ pub trait InitSteps {
 pub trait ParentSteps {
     /// The child exists (host pid): put it in its cgroups. With `in_cgroup2` it was cloned
     /// into its cgroup2 directory already (CLONE_INTO_CGROUP): only the v1 hierarchies (of a
-    /// hybrid host) are left.
-    fn placed(&mut self, pid: i32, in_cgroup2: bool) -> Result<(), String>;
+    /// hybrid host) are left; with `v1_joined` the child joined its v1 cgroups itself (through
+    /// the `tasks` files of the plan): only the cgroup2 one, if any, is left.
+    fn placed(&mut self, pid: i32, in_cgroup2: bool, v1_joined: bool) -> Result<(), String>;
     /// Mounts are done, pivot_root is next: run the createRuntime and prestart hooks.
     fn create_runtime(&mut self, pid: i32) -> Result<(), String>;
     /// The process `pid` loaded a seccomp filter with a notify listener: hand `listener` to
@@ -545,6 +618,9 @@ pub fn spawn(
         sys::prctl(libc::PR_SET_DUMPABLE, 1).map_err(|e| format!("set dumpable: {e}"))?;
     }
     let two_step = needs_intermediate(ns);
+    // The init joins its v1 cgroups itself, except behind an intermediate process (which would
+    // then be in them too, and charged to their pids limit).
+    let self_join = !two_step && !plan.cgroup_v1_tasks.is_empty();
     let mut flags = ns.clone_flags & !made_by_init(ns);
     if two_step {
         flags &= !libc::CLONE_NEWPID;
@@ -569,6 +645,12 @@ pub fn spawn(
             });
             drop(pch);
             drop(restore);
+            if self_join {
+                if let Err(e) = join_v1_cgroups(&plan.cgroup_v1_tasks) {
+                    let _ = cch.send(&Msg::Error(e));
+                    sys::exit_now(1);
+                }
+            }
             if let Err(e) = close_inherited(plan, &cch) {
                 let _ = cch.send(&Msg::Error(e));
                 sys::exit_now(1);
@@ -643,7 +725,7 @@ pub fn spawn(
         pch.send(&Msg::Go)
             .map_err(|e| format!("sync with init: {e}"))?;
         // The child sets up what does not need its cgroups while the parent places it.
-        parent.placed(pid, in_cgroup2)?;
+        parent.placed(pid, in_cgroup2, self_join)?;
         // A child that failed meanwhile has closed its end: its error is read below.
         let _ = pch.send(&Msg::Placed);
         loop {
@@ -903,14 +985,16 @@ fn init_main(
         }
     }
     kakuri_timings::mark("cwd");
-    ch.send(&Msg::RunHooks)
-        .map_err(|e| format!("sync with runtime: {e}"))?;
-    match ch.recv().map_err(|e| format!("sync with runtime: {e}"))? {
-        Some(Msg::HooksDone) => {}
-        Some(Msg::Error(e)) => return Err(e),
-        _ => sys::exit_now(1),
+    if plan.runtime_hooks {
+        ch.send(&Msg::RunHooks)
+            .map_err(|e| format!("sync with runtime: {e}"))?;
+        match ch.recv().map_err(|e| format!("sync with runtime: {e}"))? {
+            Some(Msg::HooksDone) => {}
+            Some(Msg::Error(e)) => return Err(e),
+            _ => sys::exit_now(1),
+        }
+        kakuri_timings::mark("wait: HooksDone (prestart, createRuntime)");
     }
-    kakuri_timings::mark("wait: HooksDone (prestart, createRuntime)");
     steps.create_container()?;
     rootfs::pivot(plan, &root)?;
     drop(root);
