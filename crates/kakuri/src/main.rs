@@ -5,6 +5,7 @@
 //! the log goes to a file, also printed plainly on stderr; the exit code is 1.
 
 mod cgroup_cmds;
+mod fastargs;
 mod logging;
 mod output;
 mod timings;
@@ -393,7 +394,9 @@ type Outcome = Result<u8, Error>;
 fn main() -> ExitCode {
     // The timeline's origin: a vDSO clock read, no system call (kept only when timings are on).
     let t0 = kakuri_timings::now();
-    let mut cli = match Cli::try_parse() {
+    // The short commands' usual lines without clap (see fastargs); everything else with it.
+    let fast = fastargs::parse(&std::env::args_os().skip(1).collect::<Vec<_>>());
+    let mut cli = match fast.map_or_else(Cli::try_parse, Ok) {
         Ok(c) => c,
         // Usage errors go to stderr (exit 1); --help and the like to stdout (exit 0).
         Err(e) if e.use_stderr() => {
