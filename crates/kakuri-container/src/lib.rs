@@ -491,7 +491,8 @@ impl Runtime {
             let Ok(path) = std::ffi::CStr::from_bytes_with_nul(&name) else {
                 continue;
             };
-            let Ok(sum) = state::read_json_at::<state::Summary>(root, path, &mut buf) else {
+            let Ok(Some(sum)) = state::read_parsed_at(root, path, &mut buf, state::Summary::parse)
+            else {
                 continue;
             };
             // Only a live container needs the rest: the fifo (created) and the freezer (paused).

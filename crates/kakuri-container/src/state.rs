@@ -262,9 +262,146 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The summary of a state file: [`Summary::scan`], or serde's parse of the whole file
+    /// where the scan gives up.
+    pub fn parse(json: &[u8]) -> Option<Summary> {
+        Summary::scan(json).or_else(|| serde_json::from_slice(json).ok())
+    }
+
+    /// Read `list`'s fields out of a state file without building (or validating) the parts
+    /// it does not show: the top-level object's members are walked, each value `list` needs
+    /// is parsed by serde on its own bytes, the others (the cgroup, the process, the
+    /// seccomp profile: most of the file) are skipped by matching brackets and quotes. `None`
+    /// for anything unexpected (an escaped key, a repeated or missing field, a malformed
+    /// member), for which [`Summary::parse`] falls back to serde's parse of the whole file.
+    /// Valid state files give what serde gives (tested).
+    fn scan(b: &[u8]) -> Option<Summary> {
+        fn field<T: DeserializeOwned>(slot: &mut Option<T>, v: &[u8]) -> Option<()> {
+            if slot.is_some() {
+                return None;
+            }
+            *slot = Some(serde_json::from_slice(v).ok()?);
+            Some(())
+        }
+        let (mut id, mut pid, mut start_time) = (None, None, None);
+        let (mut bundle, mut rootfs, mut created) = (None, None, None);
+        let (mut annotations, mut owner_uid) = (None, None::<Option<u32>>);
+        let mut i = ws(b, 0);
+        if b.get(i) != Some(&b'{') {
+            return None;
+        }
+        i = ws(b, i + 1);
+        if b.get(i) == Some(&b'}') {
+            return None;
+        }
+        loop {
+            let key_end = skip_string(b, i)?;
+            let key = b.get(i + 1..key_end - 1)?;
+            if key.contains(&b'\\') {
+                return None;
+            }
+            i = ws(b, key_end);
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            let start = ws(b, i + 1);
+            let end = skip_value(b, start)?;
+            let v = &b[start..end];
+            match key {
+                b"id" => field(&mut id, v)?,
+                b"pid" => field(&mut pid, v)?,
+                b"start_time" => field(&mut start_time, v)?,
+                b"bundle" => field(&mut bundle, v)?,
+                b"rootfs" => field(&mut rootfs, v)?,
+                b"created" => field(&mut created, v)?,
+                b"annotations" => field(&mut annotations, v)?,
+                b"owner_uid" => field(&mut owner_uid, v)?,
+                _ => {}
+            }
+            i = ws(b, end);
+            match b.get(i) {
+                Some(b',') => i = ws(b, i + 1),
+                Some(b'}') => break,
+                _ => return None,
+            }
+        }
+        if ws(b, i + 1) != b.len() {
+            return None;
+        }
+        Some(Summary {
+            id: id?,
+            pid: pid?,
+            start_time: start_time?,
+            bundle: bundle?,
+            rootfs: rootfs?,
+            created: created?,
+            annotations: annotations.unwrap_or_default(),
+            owner_uid: owner_uid.flatten(),
+        })
+    }
+
     /// Is the init still the process the container started?
     pub fn init_alive(&self) -> bool {
         pid_is(self.pid, self.start_time)
+    }
+}
+
+/// The index of the first byte at or after `i` that is not JSON white space.
+fn ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+        i += 1;
+    }
+    i
+}
+
+/// The index just after the JSON string that starts at `i`.
+fn skip_string(b: &[u8], i: usize) -> Option<usize> {
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let mut i = i + 1;
+    loop {
+        match b.get(i)? {
+            b'"' => return Some(i + 1),
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+}
+
+/// The index just after the JSON value that starts at `i` (strings, objects and arrays by
+/// their quotes and brackets; numbers, true, false and null up to the next delimiter).
+fn skip_value(b: &[u8], i: usize) -> Option<usize> {
+    match b.get(i)? {
+        b'"' => skip_string(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut i = i;
+            loop {
+                match b.get(i)? {
+                    b'"' => {
+                        i = skip_string(b, i)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+        _ => {
+            let end = b[i..]
+                .iter()
+                .position(|c| matches!(c, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t'))
+                .map_or(b.len(), |n| i + n);
+            (end > i).then_some(end)
+        }
     }
 }
 
@@ -319,6 +456,20 @@ pub fn read_json_at<T: DeserializeOwned>(
     name: &CStr,
     buf: &mut Vec<u8>,
 ) -> std::io::Result<T> {
+    match read_parsed_at(dir, name, buf, |b| serde_json::from_slice(b).ok())? {
+        Some(v) => Ok(v),
+        None => serde_json::from_slice(buf)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+    }
+}
+
+/// [`read_json_at`] with a parser of one's own: `None` when it refuses the whole file.
+pub fn read_parsed_at<T>(
+    dir: BorrowedFd,
+    name: &CStr,
+    buf: &mut Vec<u8>,
+    parse: impl Fn(&[u8]) -> Option<T>,
+) -> std::io::Result<Option<T>> {
     const FIRST: usize = 16 << 10;
     let max = kakuri_spec::input::MAX_JSON_BYTES as usize;
     let fd = open_at(dir, name)?;
@@ -333,8 +484,8 @@ pub fn read_json_at<T: DeserializeOwned>(
         }
         if n < room && !tried {
             tried = true;
-            if let Ok(v) = serde_json::from_slice(buf) {
-                return Ok(v);
+            if let Some(v) = parse(buf) {
+                return Ok(Some(v));
             }
         }
         if buf.len() > max {
@@ -350,7 +501,7 @@ pub fn read_json_at<T: DeserializeOwned>(
             buf.reserve(buf.len());
         }
     }
-    serde_json::from_slice(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    Ok(parse(buf))
 }
 
 pub fn load_state(dir: &Path) -> Result<State, Error> {
@@ -524,6 +675,73 @@ mod tests {
             .collect();
         assert_eq!(names, [STATE_FILE], "only the state file is left");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn summary_scan_is_serde() {
+        let full = serde_json::json!({
+            "id": "a\"b\\u00e9",
+            "pid": 42,
+            "start_time": 123456789,
+            "bundle": "/b/u n}dle",
+            "rootfs": "/r{[",
+            "created": "2026-12-07T19:58:32.930500660Z",
+            "owner": "",
+            "annotations": {"k": "v", "x\"y": "[z]"},
+            "cgroup": {"mode": "Hybrid", "v1": [{"controllers": ["cpu"], "path": "/s/\"}"}]},
+            "hooks": null,
+            "namespaces": ["a", "b"],
+            "use_systemd": false,
+            "owner_uid": 0,
+            "process": {"args": ["sh", "-c", "echo '}]'"], "env": [], "cwd": "/", "x": 1.5e3},
+            "seccomp": null
+        });
+        let mut cases = vec![
+            serde_json::to_vec(&full).unwrap(),
+            serde_json::to_vec_pretty(&full).unwrap(),
+        ];
+        let mut v = full.clone();
+        v["owner_uid"] = serde_json::Value::Null;
+        v.as_object_mut().unwrap().remove("annotations");
+        cases.push(serde_json::to_vec(&v).unwrap());
+        v.as_object_mut().unwrap().remove("owner_uid");
+        cases.push(serde_json::to_vec(&v).unwrap());
+        for c in &cases {
+            let scanned = Summary::scan(c).expect("scanned");
+            let serde: Summary = serde_json::from_slice(c).unwrap();
+            let key = |s: &Summary| {
+                let a: std::collections::BTreeMap<_, _> = s.annotations.iter().collect();
+                format!(
+                    "{} {} {} {:?} {:?} {} {a:?} {:?}",
+                    s.id, s.pid, s.start_time, s.bundle, s.rootfs, s.created, s.owner_uid
+                )
+            };
+            assert_eq!(key(&scanned), key(&serde));
+        }
+        // Given up on (serde decides): truncated, trailing bytes, a repeated or missing
+        // field, an escaped key, a wrong type.
+        let one = &cases[0];
+        for bad in [
+            &one[..one.len() - 1],
+            &[one.as_slice(), b"x"].concat()[..],
+            br#"{"id":"a","id":"b","pid":1,"start_time":1,"bundle":"/","rootfs":"/","created":""}"#,
+            br#"{"pid":1,"start_time":1,"bundle":"/","rootfs":"/","created":""}"#,
+            br#"{"i\u0064":"a","pid":1,"start_time":1,"bundle":"/","rootfs":"/","created":""}"#,
+            br#"{"id":"a","pid":"1","start_time":1,"bundle":"/","rootfs":"/","created":""}"#,
+            b"{}",
+            b"[]",
+            b"",
+        ] {
+            assert!(
+                Summary::scan(bad).is_none(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // An escaped key is still read, by serde.
+        let esc =
+            br#"{"i\u0064":"a","pid":1,"start_time":1,"bundle":"/","rootfs":"/","created":""}"#;
+        assert_eq!(Summary::parse(esc).unwrap().id, "a");
     }
 
     #[test]
