@@ -13,7 +13,7 @@
 
 use std::path::PathBuf;
 
-use crate::{Cli, Cmd};
+use super::{Cli, Cmd};
 
 /// The global options of [`Cli`] that take a value, by long name.
 const GLOBAL_VALUES: &[&str] = &["root", "log", "log-format", "criu"];
@@ -192,7 +192,7 @@ mod tests {
     fn check(line: &str) -> bool {
         let argv: Vec<std::ffi::OsString> = line.split_whitespace().map(Into::into).collect();
         let fast = super::parse(&argv);
-        let clap = crate::Cli::try_parse_from(std::iter::once("kakuri".into()).chain(argv));
+        let clap = super::super::Cli::try_parse_from(std::iter::once("kakuri".into()).chain(argv));
         match fast {
             Some(f) => {
                 let c = clap.unwrap_or_else(|e| panic!("{line}: clap refuses it: {e}"));
