@@ -157,6 +157,14 @@ pub(crate) fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<(), CgroupE
 
 /// rmdir `dir` and every cgroup below it, deepest first. Missing directories are fine.
 pub(crate) fn remove_tree(dir: &Path) -> io::Result<()> {
+    // Usually there is nothing below: one rmdir, without listing the directory (which makes
+    // the kernel generate an entry for each of its control files). A cgroup with children
+    // (or processes) refuses with EBUSY; then the walk.
+    match fs::remove_dir(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
+    }
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),

@@ -21,6 +21,7 @@ pub mod state;
 pub mod update;
 
 use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -127,10 +128,10 @@ impl<'a> HookState<'a> {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListEntry {
-    pub oci_version: String,
+    pub oci_version: &'static str,
     pub id: String,
     pub pid: i32,
-    pub status: String,
+    pub status: &'static str,
     pub bundle: PathBuf,
     pub rootfs: PathBuf,
     pub created: String,
@@ -327,8 +328,44 @@ impl Runtime {
 
     /// `kill ID SIGNAL [--all]`.
     pub fn kill(&self, id: &str, sig: i32, all: bool) -> Result<(), Error> {
-        let (_dir, st, status) = self.open(id)?;
-        if all && status == Status::Stopped {
+        self.kill_with(id, || Ok(sig), all)
+    }
+
+    /// `kill ID SIGNAL [--all]` with the signal as the user wrote it: as runc, an unknown
+    /// container is reported before a bad signal.
+    pub fn kill_named(&self, id: &str, signal: &str, all: bool) -> Result<(), Error> {
+        self.kill_with(id, || parse_signal(signal), all)
+    }
+
+    fn kill_with(
+        &self,
+        id: &str,
+        sig: impl FnOnce() -> Result<i32, Error>,
+        all: bool,
+    ) -> Result<(), Error> {
+        let dir = ContainerDir::open(&self.root, id)?;
+        let st = dir.load().map_err(|e| match e {
+            Error::NotExist(_) => Error::NotExist(id.to_string()),
+            e => e,
+        })?;
+        kakuri_timings::mark("state dir, lock, state.json");
+        let sig = sig()?;
+        // No init yet (a create that has not finished, or was killed before it did).
+        let creating = st.pid == 0;
+        if !all {
+            if creating {
+                return Err(Error::NotRunning);
+            }
+            // Checks, with the init pinned by a pidfd, that it is still the container's:
+            // a stopped container is "not running" there. Created, running and paused
+            // containers are all signalled: the exec fifo and the freezer are not looked at.
+            return signal_init(&st, sig);
+        }
+        if creating {
+            // Nothing to signal; runc >= 1.2 ignores "not running" with --all.
+            return Ok(());
+        }
+        if !state::init_alive(&st) {
             // As runc: `--all` on a container whose init has exited signals what is left in
             // its cgroup (processes of a container without its own pid namespace), which is
             // usually nothing, and succeeds. containerd calls it after every exit. A cgroup
@@ -336,26 +373,10 @@ impl Runtime {
             if st.shared_cgroup || st.cgroup.pids().map(|p| p.is_empty()).unwrap_or(true) {
                 return Ok(());
             }
-            return st
-                .cgroup
-                .kill_all(sig)
-                .map_err(|e| Error::msg(format!("kill all processes of {id}: {e}")));
         }
-        if all && status == Status::Creating {
-            // No init yet (or a killed create): nothing to signal; runc >= 1.2 ignores "not
-            // running" with --all.
-            return Ok(());
-        }
-        if status == Status::Stopped || status == Status::Creating {
-            return Err(Error::NotRunning);
-        }
-        if all {
-            return st
-                .cgroup
-                .kill_all(sig)
-                .map_err(|e| Error::msg(format!("kill all processes of {id}: {e}")));
-        }
-        signal_init(&st, sig)
+        st.cgroup
+            .kill_all(sig)
+            .map_err(|e| Error::msg(format!("kill all processes of {id}: {e}")))
     }
 
     /// `delete ID [--force]`.
@@ -428,23 +449,50 @@ impl Runtime {
     }
 
     /// `list`: every container under the root, sorted by id.
+    ///
+    /// Per entry: one `openat` of `<id>/state.json` relative to the root's descriptor, one
+    /// `read`, one `close`, and one `kill(pid, 0)` (a stopped container's pid is usually gone;
+    /// only a live one costs a read of /proc/<pid>/stat, and only a live init a full parse of
+    /// the state for its fifo and freezer). No lock: the state file is replaced atomically.
     pub fn list(&self) -> Result<Vec<ListEntry>, Error> {
-        let rd = match std::fs::read_dir(&self.root) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(format!("read {}", self.root.display()), e)),
+        use nix::fcntl::OFlag;
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let mut dir = match nix::dir::Dir::open(&self.root, flags, nix::sys::stat::Mode::empty()) {
+            Ok(d) => d,
+            Err(nix::errno::Errno::ENOENT) => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(Error::io(
+                    format!("read {}", self.root.display()),
+                    std::io::Error::from(e),
+                ))
+            }
         };
+        // SAFETY: the descriptor belongs to `dir`, which outlives every use of it below.
+        let root = unsafe { std::os::fd::BorrowedFd::borrow_raw(dir.as_raw_fd()) };
         let mut out = Vec::new();
         // Owners are looked up once per uid, not once per container (getpwuid reads
         // /etc/passwd each time).
         let mut names: std::collections::HashMap<u32, String> = std::collections::HashMap::new();
-        let mut buf = Vec::with_capacity(4096);
-        for ent in rd.flatten() {
-            let path = ent.path();
-            if state::read_into(&path.join(state::STATE_FILE), &mut buf).is_err() {
+        let mut buf = Vec::with_capacity(16 << 10);
+        let mut name = Vec::with_capacity(128);
+        for ent in dir.iter() {
+            let Ok(ent) = ent else { continue };
+            let id = ent.file_name().to_bytes();
+            if id == b"." || id == b".." {
                 continue;
             }
-            let Ok(sum) = serde_json::from_slice::<state::Summary>(&buf) else {
+            use nix::dir::Type;
+            if matches!(ent.file_type(), Some(t) if t != Type::Directory && t != Type::Symlink) {
+                continue;
+            }
+            name.clear();
+            name.extend_from_slice(id);
+            name.extend_from_slice(b"/state.json\0");
+            let Ok(path) = std::ffi::CStr::from_bytes_with_nul(&name) else {
+                continue;
+            };
+            let Ok(Some(sum)) = state::read_parsed_at(root, path, &mut buf, state::Summary::parse)
+            else {
                 continue;
             };
             // Only a live container needs the rest: the fifo (created) and the freezer (paused).
@@ -454,25 +502,29 @@ impl Runtime {
                 Status::Stopped
             } else {
                 match serde_json::from_slice::<State>(&buf) {
-                    Ok(st) => state::status(&path, &st),
+                    Ok(st) => state::status(&self.root.join(std::ffi::OsStr::from_bytes(id)), &st),
                     Err(_) => continue,
                 }
             };
             let owner = match sum.owner_uid {
                 Some(u) => u,
-                None => std::os::unix::fs::MetadataExt::uid(
-                    &std::fs::metadata(&path).map_err(|e| Error::io(path.display(), e))?,
-                ),
+                None => {
+                    let id = std::ffi::OsStr::from_bytes(id);
+                    let path = self.root.join(id);
+                    std::os::unix::fs::MetadataExt::uid(
+                        &std::fs::metadata(&path).map_err(|e| Error::io(path.display(), e))?,
+                    )
+                }
             };
             out.push(ListEntry {
-                oci_version: kakuri_spec::OCI_VERSION.to_string(),
+                oci_version: kakuri_spec::OCI_VERSION,
                 id: sum.id,
                 pid: if status == Status::Stopped {
                     0
                 } else {
                     sum.pid
                 },
-                status: status.to_string(),
+                status: status.as_str(),
                 bundle: sum.bundle,
                 rootfs: sum.rootfs,
                 created: sum.created,
@@ -483,7 +535,7 @@ impl Runtime {
                     .clone(),
             });
         }
-        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out.sort_unstable_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
     }
 }

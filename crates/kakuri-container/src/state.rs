@@ -2,13 +2,15 @@
 //! lock that serializes commands on one container.
 
 use std::collections::HashMap;
+use std::ffi::CStr;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use kakuri_cgroups::Manager;
 use kakuri_spec::oci;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -97,6 +99,7 @@ pub struct State {
 }
 
 pub const STATE_FILE: &str = "state.json";
+const STATE_FILE_C: &CStr = c"state.json";
 pub const FIFO: &str = "exec.fifo";
 /// Where a started init reports why it could not exec the program (see `start`).
 pub const EXEC_STATUS: &str = "exec.status";
@@ -198,7 +201,7 @@ impl ContainerDir {
     }
 
     pub fn load(&self) -> Result<State, Error> {
-        load_state(&self.path)
+        load_state_at(&self.path, self._lock.as_fd())
     }
 
     /// Write the state atomically (temp file, then exchange or rename).
@@ -219,6 +222,18 @@ impl ContainerDir {
 
     /// Remove the directory (the lock goes with it).
     pub fn remove(self) -> Result<(), Error> {
+        // Usually state.json is all that is left: unlink it through the lock's descriptor and
+        // rmdir, without listing the directory; anything else there, the general removal.
+        let _ = nix::unistd::unlinkat(
+            Some(self._lock.as_raw_fd()),
+            STATE_FILE,
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        );
+        match std::fs::remove_dir(&self.path) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(_) => {}
+        }
         std::fs::remove_dir_all(&self.path)
             .or_else(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
@@ -247,33 +262,276 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The summary of a state file: [`Summary::scan`], or serde's parse of the whole file
+    /// where the scan gives up.
+    pub fn parse(json: &[u8]) -> Option<Summary> {
+        Summary::scan(json).or_else(|| serde_json::from_slice(json).ok())
+    }
+
+    /// Read `list`'s fields out of a state file without building (or validating) the parts
+    /// it does not show: the top-level object's members are walked, each value `list` needs
+    /// is parsed by serde on its own bytes, the others (the cgroup, the process, the
+    /// seccomp profile: most of the file) are skipped by matching brackets and quotes. `None`
+    /// for anything unexpected (an escaped key, a repeated or missing field, a malformed
+    /// member), for which [`Summary::parse`] falls back to serde's parse of the whole file.
+    /// Valid state files give what serde gives (tested).
+    fn scan(b: &[u8]) -> Option<Summary> {
+        fn field<T: DeserializeOwned>(slot: &mut Option<T>, v: &[u8]) -> Option<()> {
+            if slot.is_some() {
+                return None;
+            }
+            *slot = Some(serde_json::from_slice(v).ok()?);
+            Some(())
+        }
+        let (mut id, mut pid, mut start_time) = (None, None, None);
+        let (mut bundle, mut rootfs, mut created) = (None, None, None);
+        let (mut annotations, mut owner_uid) = (None, None::<Option<u32>>);
+        let mut i = ws(b, 0);
+        if b.get(i) != Some(&b'{') {
+            return None;
+        }
+        i = ws(b, i + 1);
+        if b.get(i) == Some(&b'}') {
+            return None;
+        }
+        loop {
+            let key_end = skip_string(b, i)?;
+            let key = b.get(i + 1..key_end - 1)?;
+            if key.contains(&b'\\') {
+                return None;
+            }
+            i = ws(b, key_end);
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            let start = ws(b, i + 1);
+            let end = skip_value(b, start)?;
+            let v = &b[start..end];
+            match key {
+                b"id" => field(&mut id, v)?,
+                b"pid" => field(&mut pid, v)?,
+                b"start_time" => field(&mut start_time, v)?,
+                b"bundle" => field(&mut bundle, v)?,
+                b"rootfs" => field(&mut rootfs, v)?,
+                b"created" => field(&mut created, v)?,
+                b"annotations" => field(&mut annotations, v)?,
+                b"owner_uid" => field(&mut owner_uid, v)?,
+                _ => {}
+            }
+            i = ws(b, end);
+            match b.get(i) {
+                Some(b',') => i = ws(b, i + 1),
+                Some(b'}') => break,
+                _ => return None,
+            }
+        }
+        if ws(b, i + 1) != b.len() {
+            return None;
+        }
+        Some(Summary {
+            id: id?,
+            pid: pid?,
+            start_time: start_time?,
+            bundle: bundle?,
+            rootfs: rootfs?,
+            created: created?,
+            annotations: annotations.unwrap_or_default(),
+            owner_uid: owner_uid.flatten(),
+        })
+    }
+
     /// Is the init still the process the container started?
     pub fn init_alive(&self) -> bool {
         pid_is(self.pid, self.start_time)
     }
 }
 
-/// Read a whole small file into `buf` (one open, reads, close: no stat).
-pub fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
-    use std::io::Read;
+/// The index of the first byte at or after `i` that is not JSON white space.
+fn ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+        i += 1;
+    }
+    i
+}
+
+/// The index just after the JSON string that starts at `i`.
+fn skip_string(b: &[u8], i: usize) -> Option<usize> {
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let mut i = i + 1;
+    loop {
+        match b.get(i)? {
+            b'"' => return Some(i + 1),
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+}
+
+/// The index just after the JSON value that starts at `i` (strings, objects and arrays by
+/// their quotes and brackets; numbers, true, false and null up to the next delimiter).
+fn skip_value(b: &[u8], i: usize) -> Option<usize> {
+    match b.get(i)? {
+        b'"' => skip_string(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut i = i;
+            loop {
+                match b.get(i)? {
+                    b'"' => {
+                        i = skip_string(b, i)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+        _ => {
+            let end = b[i..]
+                .iter()
+                .position(|c| matches!(c, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t'))
+                .map_or(b.len(), |n| i + n);
+            (end > i).then_some(end)
+        }
+    }
+}
+
+/// Open `name` under the directory `dir` (`openat`: no walk of the directory's own path) for
+/// reading.
+pub fn open_at(dir: BorrowedFd, name: &CStr) -> std::io::Result<OwnedFd> {
+    // SAFETY: `name` is a NUL-terminated string valid for the call; the flags make no file.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// One `read(2)` into the spare capacity of `buf`; the bytes read are appended. 0 at the end.
+fn read_more(fd: BorrowedFd, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    loop {
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: the kernel writes at most `spare.len()` bytes into the vector's spare
+        // capacity, which is valid for writes of that length.
+        let n = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        let n = n as usize;
+        // SAFETY: the first `n` bytes of the spare capacity were just initialised by read(2).
+        unsafe { buf.set_len(buf.len() + n) };
+        return Ok(n);
+    }
+}
+
+/// Read the JSON file `name` under `dir` into `buf` (cleared first) and parse it, in as few
+/// system calls as the file allows: `openat`, one `read` for a file that fits in `buf`'s
+/// capacity, `close`; no `fstat` for a size hint, no `lseek`, and no `read` of the end of the
+/// file when the bytes read already make a whole document (a short read of a regular file is
+/// its end). A document that does not parse is read on to the end of the file and parsed
+/// again, so a read cut short for another reason costs time, never a wrong result. At most
+/// [`kakuri_spec::input::MAX_JSON_BYTES`] are read.
+pub fn read_json_at<T: DeserializeOwned>(
+    dir: BorrowedFd,
+    name: &CStr,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<T> {
+    match read_parsed_at(dir, name, buf, |b| serde_json::from_slice(b).ok())? {
+        Some(v) => Ok(v),
+        None => serde_json::from_slice(buf)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+    }
+}
+
+/// [`read_json_at`] with a parser of one's own: `None` when it refuses the whole file.
+pub fn read_parsed_at<T>(
+    dir: BorrowedFd,
+    name: &CStr,
+    buf: &mut Vec<u8>,
+    parse: impl Fn(&[u8]) -> Option<T>,
+) -> std::io::Result<Option<T>> {
+    const FIRST: usize = 16 << 10;
+    let max = kakuri_spec::input::MAX_JSON_BYTES as usize;
+    let fd = open_at(dir, name)?;
     buf.clear();
-    File::open(path)?.read_to_end(buf).map(|_| ())
+    buf.reserve(FIRST);
+    let mut tried = false;
+    loop {
+        let room = buf.capacity() - buf.len();
+        let n = read_more(fd.as_fd(), buf)?;
+        if n == 0 {
+            break;
+        }
+        if n < room && !tried {
+            tried = true;
+            if let Some(v) = parse(buf) {
+                return Ok(Some(v));
+            }
+        }
+        if buf.len() > max {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "larger than {} MiB, the most kakuri reads of a JSON file",
+                    max >> 20
+                ),
+            ));
+        }
+        if buf.len() == buf.capacity() {
+            buf.reserve(buf.len());
+        }
+    }
+    Ok(parse(buf))
 }
 
 pub fn load_state(dir: &Path) -> Result<State, Error> {
-    let p = dir.join(STATE_FILE);
-    let data = match kakuri_spec::input::read_file_bounded(&p) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let id = dir
-                .file_name()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            return Err(Error::NotExist(id));
+    let d = File::open(dir).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::NotExist(id_of(dir))
+        } else {
+            Error::io(format!("open {}", dir.display()), e)
         }
-        Err(e) => return Err(Error::io(format!("read {}", p.display()), e)),
-    };
-    serde_json::from_slice(&data).map_err(|e| Error::msg(format!("{}: {e}", p.display())))
+    })?;
+    load_state_at(dir, d.as_fd())
+}
+
+fn id_of(dir: &Path) -> String {
+    dir.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// [`load_state`] through a descriptor of the directory `dir` (the lock's).
+fn load_state_at(dir: &Path, fd: BorrowedFd) -> Result<State, Error> {
+    let mut buf = Vec::new();
+    read_json_at(fd, STATE_FILE_C, &mut buf).map_err(|e| {
+        let p = dir.join(STATE_FILE);
+        match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotExist(id_of(dir)),
+            std::io::ErrorKind::InvalidData => Error::msg(format!("{}: {e}", p.display())),
+            _ => Error::io(format!("read {}", p.display()), e),
+        }
+    })
 }
 
 /// Is the init still the process we started (same pid, same start time, not a zombie)?
@@ -286,10 +544,56 @@ fn pid_is(pid: i32, start_time: u64) -> bool {
     if pid <= 0 {
         return false;
     }
-    match kakuri_isolate::sys::proc_start_time(pid) {
-        Ok((start, st)) => start == start_time && st != 'Z' && st != 'X',
-        Err(_) => false,
+    // A pid nobody has (the usual case for a stopped container) is told by one kill(2) with
+    // no signal, without a walk into /proc. EPERM: it exists.
+    // SAFETY: signal 0 only checks that the process exists.
+    if unsafe { libc::kill(pid, 0) } != 0
+        && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+    {
+        return false;
     }
+    match proc_start_time(pid) {
+        Some((start, st)) => start == start_time && st != b'Z' && st != b'X',
+        None => false,
+    }
+}
+
+/// Start time (field 22) and state (field 3) of `/proc/<pid>/stat`, read with one `read(2)`
+/// into a buffer on the stack; `None` when the process is gone.
+fn proc_start_time(pid: i32) -> Option<(u64, u8)> {
+    use std::io::Write as _;
+    let mut path = [0u8; 32];
+    let mut w = &mut path[..];
+    write!(w, "/proc/{pid}/stat\0").ok()?;
+    let path = CStr::from_bytes_until_nul(&path).ok()?;
+    // SAFETY: a NUL-terminated path valid for the call.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel returned a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // A stat line is well under 2 KiB (52 numbers and a name of at most 64 bytes); procfs
+    // makes it whole on the first read.
+    let mut buf = [0u8; 2048];
+    // SAFETY: the kernel writes at most buf.len() bytes into the buffer.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    drop(fd);
+    parse_stat(buf.get(..usize::try_from(n).ok()?)?)
+}
+
+/// Field 3 (state) and field 22 (start time) of a /proc/<pid>/stat line. The name (field 2)
+/// may hold spaces and parentheses: the fields after it start after the last `)`.
+fn parse_stat(line: &[u8]) -> Option<(u64, u8)> {
+    let close = line.iter().rposition(|&b| b == b')')?;
+    let mut fields = line
+        .get(close + 1..)?
+        .split(|&b| b == b' ')
+        .filter(|f| !f.is_empty());
+    let state = *fields.next()?.first()?;
+    let start = fields.nth(18)?;
+    let start = std::str::from_utf8(start).ok()?.trim_end().parse().ok()?;
+    Some((start, state))
 }
 
 /// The current status of a container, derived from its init, its exec fifo and its cgroup.
@@ -370,6 +674,105 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, [STATE_FILE], "only the state file is left");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn summary_scan_is_serde() {
+        let full = serde_json::json!({
+            "id": "a\"b\\u00e9",
+            "pid": 42,
+            "start_time": 123456789,
+            "bundle": "/b/u n}dle",
+            "rootfs": "/r{[",
+            "created": "2026-12-07T19:58:32.930500660Z",
+            "owner": "",
+            "annotations": {"k": "v", "x\"y": "[z]"},
+            "cgroup": {"mode": "Hybrid", "v1": [{"controllers": ["cpu"], "path": "/s/\"}"}]},
+            "hooks": null,
+            "namespaces": ["a", "b"],
+            "use_systemd": false,
+            "owner_uid": 0,
+            "process": {"args": ["sh", "-c", "echo '}]'"], "env": [], "cwd": "/", "x": 1.5e3},
+            "seccomp": null
+        });
+        let mut cases = vec![
+            serde_json::to_vec(&full).unwrap(),
+            serde_json::to_vec_pretty(&full).unwrap(),
+        ];
+        let mut v = full.clone();
+        v["owner_uid"] = serde_json::Value::Null;
+        v.as_object_mut().unwrap().remove("annotations");
+        cases.push(serde_json::to_vec(&v).unwrap());
+        v.as_object_mut().unwrap().remove("owner_uid");
+        cases.push(serde_json::to_vec(&v).unwrap());
+        for c in &cases {
+            let scanned = Summary::scan(c).expect("scanned");
+            let serde: Summary = serde_json::from_slice(c).unwrap();
+            let key = |s: &Summary| {
+                let a: std::collections::BTreeMap<_, _> = s.annotations.iter().collect();
+                format!(
+                    "{} {} {} {:?} {:?} {} {a:?} {:?}",
+                    s.id, s.pid, s.start_time, s.bundle, s.rootfs, s.created, s.owner_uid
+                )
+            };
+            assert_eq!(key(&scanned), key(&serde));
+        }
+        // Given up on (serde decides): truncated, trailing bytes, a repeated or missing
+        // field, an escaped key, a wrong type.
+        let one = &cases[0];
+        for bad in [
+            &one[..one.len() - 1],
+            &[one.as_slice(), b"x"].concat()[..],
+            br#"{"id":"a","id":"b","pid":1,"start_time":1,"bundle":"/","rootfs":"/","created":""}"#,
+            br#"{"pid":1,"start_time":1,"bundle":"/","rootfs":"/","created":""}"#,
+            br#"{"i\u0064":"a","pid":1,"start_time":1,"bundle":"/","rootfs":"/","created":""}"#,
+            br#"{"id":"a","pid":"1","start_time":1,"bundle":"/","rootfs":"/","created":""}"#,
+            b"{}",
+            b"[]",
+            b"",
+        ] {
+            assert!(
+                Summary::scan(bad).is_none(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // An escaped key is still read, by serde.
+        let esc =
+            br#"{"i\u0064":"a","pid":1,"start_time":1,"bundle":"/","rootfs":"/","created":""}"#;
+        assert_eq!(Summary::parse(esc).unwrap().id, "a");
+    }
+
+    #[test]
+    fn stat_fields() {
+        let line = b"6874 (a) b) c) S 1 6874 6874 0 -1 4194560 81 0 0 0 0 0 0 0 20 0 1 0 2151214 2322432 332\n";
+        assert_eq!(parse_stat(line), Some((2151214, b'S')));
+        assert_eq!(parse_stat(b"12 (x) Z 1 2"), None);
+        let me = std::process::id() as i32;
+        let (start, st) = proc_start_time(me).expect("own stat");
+        assert!(pid_is(me, start), "{start} {st}");
+        assert!(!pid_is(me, start + 1));
+        assert!(!pid_is(0, 0));
+    }
+
+    #[test]
+    fn json_at_reads_whole_files() {
+        let dir = std::env::temp_dir().join(format!("kakuri-json-at-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let d = File::open(&dir).unwrap();
+        let mut buf = Vec::new();
+        // Larger than the first read, so that it takes several.
+        let big: Vec<String> = (0..20_000).map(|i| format!("v{i}")).collect();
+        std::fs::write(dir.join("a.json"), serde_json::to_vec(&big).unwrap()).unwrap();
+        let got: Vec<String> = read_json_at(d.as_fd(), c"a.json", &mut buf).unwrap();
+        assert_eq!(got, big);
+        std::fs::write(dir.join("b.json"), b"{\"id\": 1").unwrap();
+        let e = read_json_at::<serde_json::Value>(d.as_fd(), c"b.json", &mut buf).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+        let e = read_json_at::<serde_json::Value>(d.as_fd(), c"none.json", &mut buf).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -5,6 +5,7 @@
 //! the log goes to a file, also printed plainly on stderr; the exit code is 1.
 
 mod cgroup_cmds;
+mod fastargs;
 mod logging;
 mod output;
 mod timings;
@@ -426,7 +427,10 @@ type Outcome = Result<u8, Error>;
 fn main() -> ExitCode {
     // The timeline's origin: a vDSO clock read, no system call (kept only when timings are on).
     let t0 = kakuri_timings::now();
-    let mut cli = match Cli::try_parse_from(go_runc_args(std::env::args_os())) {
+    let args = go_runc_args(std::env::args_os());
+    // The short commands' usual lines without clap (see fastargs); everything else with it.
+    let fast = fastargs::parse(&args[1..]);
+    let mut cli = match fast.map_or_else(|| Cli::try_parse_from(&args), Ok) {
         Ok(c) => c,
         // Usage errors go to stderr (exit 1); --help and the like to stdout (exit 0).
         Err(e) if e.use_stderr() => {
@@ -566,14 +570,7 @@ fn dispatch(rt: &Runtime, cmd: Cmd, criu: Option<PathBuf>) -> (Option<&'static s
             None,
             rt.state(&id).and_then(|s| print_json(&s, true, false)),
         ),
-        Cmd::Kill { id, signal, all } => (
-            None,
-            // Like runc: an unknown container is reported before a bad signal.
-            rt.state(&id)
-                .and_then(|_| kakuri_container::parse_signal(&signal))
-                .and_then(|sig| rt.kill(&id, sig, all))
-                .map(|_| 0),
-        ),
+        Cmd::Kill { id, signal, all } => (None, rt.kill_named(&id, &signal, all).map(|_| 0)),
         Cmd::Delete { id, force } => (None, rt.delete(&id, force).map(|_| 0)),
         Cmd::List { format, quiet } => (None, list(rt, &format, quiet)),
         Cmd::Pause { id } => (None, rt.pause(&id).map(|_| 0)),
@@ -643,22 +640,23 @@ fn print_json<T: serde::Serialize + ?Sized>(v: &T, pretty: bool, newline: bool) 
     output::stdout(format!("{}{end}", output::go_html_escape(&s)).as_bytes()).map(|()| 0)
 }
 
-/// A table like Go's tabwriter with minwidth 12, tabwidth 1, padding 3 (runc's `list`).
-fn table(rows: &[Vec<String>]) -> String {
-    let cols = rows.first().map_or(0, |r| r.len());
-    let mut width = vec![0usize; cols];
+/// `list`'s table as Go's tabwriter makes it for runc (minwidth 12, tabwidth 1, padding 3):
+/// every column but the last padded with spaces to the widest cell + 3, at least 12.
+fn table(rows: &[[&str; 6]]) -> String {
+    let mut width = [0usize; 6];
+    let mut total = 0;
     for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            width[i] = width[i].max(c.chars().count() + 3).max(12);
+        for (w, c) in width.iter_mut().zip(r) {
+            let n = c.chars().count();
+            *w = (*w).max(n + 3).max(12);
+            total += n;
         }
     }
-    let mut out = String::new();
+    let mut out = String::with_capacity(total + rows.len() * (width.iter().sum::<usize>() + 1));
     for r in rows {
         for (i, c) in r.iter().enumerate() {
-            if i + 1 == cols {
-                out.push_str(c);
-            } else {
-                out.push_str(c);
+            out.push_str(c);
+            if i + 1 < r.len() {
                 out.extend(std::iter::repeat_n(' ', width[i] - c.chars().count()));
             }
         }
@@ -670,7 +668,7 @@ fn table(rows: &[Vec<String>]) -> String {
 fn list(rt: &Runtime, format: &str, quiet: bool) -> Outcome {
     let entries = rt.list()?;
     if quiet {
-        let mut text = String::new();
+        let mut text = String::with_capacity(entries.iter().map(|e| e.id.len() + 1).sum());
         for e in &entries {
             text.push_str(&e.id);
             text.push('\n');
@@ -685,19 +683,13 @@ fn list(rt: &Runtime, format: &str, quiet: bool) -> Outcome {
             print_json(&entries, false, true)
         };
     }
-    let mut rows = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect::<Vec<_>>()];
-    for e in &entries {
-        rows.push(vec![
-            e.id.clone(),
-            e.pid.to_string(),
-            e.status.clone(),
-            e.bundle.display().to_string(),
-            e.created.clone(),
-            e.owner.clone(),
-        ]);
+    let pids: Vec<String> = entries.iter().map(|e| e.pid.to_string()).collect();
+    let bundles: Vec<std::borrow::Cow<str>> =
+        entries.iter().map(|e| e.bundle.to_string_lossy()).collect();
+    let mut rows = Vec::with_capacity(entries.len() + 1);
+    rows.push(["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]);
+    for ((e, pid), bundle) in entries.iter().zip(&pids).zip(&bundles) {
+        rows.push([&e.id, pid, e.status, bundle, &e.created, &e.owner]);
     }
     output::stdout(table(&rows).as_bytes()).map(|()| 0)
 }
