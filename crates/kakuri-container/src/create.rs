@@ -6,7 +6,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use kakuri_cgroups::Manager;
+use kakuri_cgroups::{CgroupManager, Manager};
 use kakuri_isolate::{
     rootfs, CgroupMountSource, DevicePlan, InitPlan, InitSteps, NamespacePlan, ParentSteps,
     ProcessPlan,
@@ -311,17 +311,11 @@ struct Parent<'a> {
 
 impl ParentSteps for Parent<'_> {
     fn placed(&mut self, pid: i32, in_cgroup2: bool) -> Result<(), String> {
-        if in_cgroup2 && !self.cgroup.is_systemd() {
-            // Cloned into its cgroup2 directory: only the v1 hierarchies are left.
-            self.cgroup
-                .add_task_except_unified(pid)
-                .map_err(|e| e.to_string())?;
-        } else {
-            // The systemd driver makes the unit here: systemd needs a pid to start a scope.
-            self.cgroup
-                .start_unit(pid, self.resources)
-                .map_err(|e| e.to_string())?;
-        }
+        // Cloned into its cgroup2 directory (in_cgroup2): only the v1 hierarchies are left.
+        // The systemd driver makes the unit here: systemd needs a pid to start a scope.
+        self.cgroup
+            .place_init(pid, in_cgroup2, self.resources)
+            .map_err(|e| e.to_string())?;
         if let Some(p) = self.rdt {
             crate::resctrl::apply(p, pid, &mut self.rdt_made)?;
         }
@@ -698,7 +692,7 @@ impl Runtime {
             .map_err(|e| Error::msg(e.to_string()))?;
         if let Some(r) = linux.resources() {
             cgroup
-                .check_unit_resources(r)
+                .check_resources(r)
                 .map_err(|e| Error::msg(e.to_string()))?;
         }
         let mut st = State {
@@ -818,19 +812,17 @@ impl Runtime {
             resources.set_devices(Some(rules));
         }
         // The systemd driver applies them once the unit exists (Parent::placed).
-        if !cgroup.is_systemd() {
-            match cgroup.apply(&resources) {
-                // runc's rootless manager ignores the devices controller: the user namespace
-                // already forbids mknod, and its rules need privileges the caller does not have.
-                Err(e) if e.is_devices() && self.rootless.cgroups() => {
-                    log::debug!("rootless: device rules not applied: {e}");
-                    resources.set_devices(None);
-                    cgroup
-                        .apply(&resources)
-                        .map_err(|e| Error::msg(e.to_string()))?;
-                }
-                r => r.map_err(|e| Error::msg(e.to_string()))?,
+        match cgroup.apply_before_init(&resources) {
+            // runc's rootless manager ignores the devices controller: the user namespace
+            // already forbids mknod, and its rules need privileges the caller does not have.
+            Err(e) if e.is_devices() && self.rootless.cgroups() => {
+                log::debug!("rootless: device rules not applied: {e}");
+                resources.set_devices(None);
+                cgroup
+                    .apply_before_init(&resources)
+                    .map_err(|e| Error::msg(e.to_string()))?;
             }
+            r => r.map_err(|e| Error::msg(e.to_string()))?,
         }
         kakuri_timings::mark("cgroup limits");
 
@@ -922,12 +914,9 @@ impl Runtime {
             exec_fifo: Some(OwnedFd::from(fifo)),
             exec_status: Some(OwnedFd::from(exec_status)),
             close_in_child: undo.dir.iter().map(|d| d.lock_fd()).collect(),
-            cgroup2_dir: if cgroup.is_systemd() {
-                // The unit's directory exists only once systemd has started the scope.
-                None
-            } else {
-                cgroup.unified_path().and_then(open_cgroup2_dir)
-            },
+            // None for the systemd driver: the unit's directory exists only once systemd has
+            // started the scope.
+            cgroup2_dir: cgroup.clone_into_dir().and_then(open_cgroup2_dir),
         };
         let hooks = st.hooks.clone();
         let init = Init {

@@ -24,6 +24,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use kakuri_cgroups::CgroupManager;
 use kakuri_spec::os_error;
 use serde::Serialize;
 

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use kakuri_cgroups::Manager;
+use kakuri_cgroups::{CgroupManager, Manager};
 use kakuri_spec::oci;
 use serde::{Deserialize, Serialize};
 
