@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::CgroupError;
-use crate::{fsutil, Manager};
+use crate::{fsutil, FsManager};
 
 fn zero(v: &u64) -> bool {
     *v == 0
@@ -260,7 +260,7 @@ fn v1_memory_entry(dir: &Path, prefix: &str) -> Result<MemoryEntry, CgroupError>
 }
 
 /// Stats from the v1 hierarchies that are mounted.
-pub(crate) fn v1_stats(m: &Manager) -> Result<Stats, CgroupError> {
+pub(crate) fn v1_stats(m: &FsManager) -> Result<Stats, CgroupError> {
     let mut s = Stats::default();
     let dir = |c: &str| m.v1_hierarchy(c).map(|h| h.path.as_path());
     if let Some(d) = dir("cpuacct") {

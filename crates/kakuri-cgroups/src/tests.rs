@@ -96,7 +96,7 @@ fn detects_hybrid_and_resolves_paths_like_runc() {
         Path::new("/sys/fs/cgroup/unified")
     );
 
-    let m = Manager::with_system(&sys, None, "ctr1").unwrap();
+    let m = FsManager::with_system(&sys, None, "ctr1").unwrap();
     assert_eq!(m.mode(), Mode::Hybrid);
     assert_eq!(
         m.path("memory").unwrap(),
@@ -112,7 +112,7 @@ fn detects_hybrid_and_resolves_paths_like_runc() {
         Path::new("/sys/fs/cgroup/unified/ctr1")
     );
 
-    let m = Manager::with_system(&sys, Some("/a/../b/c/"), "ignored").unwrap();
+    let m = FsManager::with_system(&sys, Some("/a/../b/c/"), "ignored").unwrap();
     assert_eq!(
         m.path("memory").unwrap(),
         Path::new("/sys/fs/cgroup/memory/b/c")
@@ -123,14 +123,14 @@ fn detects_hybrid_and_resolves_paths_like_runc() {
     );
 
     // A relative path cannot climb out of the runtime's cgroup.
-    let m = Manager::with_system(&sys, Some("../../x"), "ignored").unwrap();
+    let m = FsManager::with_system(&sys, Some("../../x"), "ignored").unwrap();
     assert_eq!(
         m.path("memory").unwrap(),
         Path::new("/sys/fs/cgroup/memory/process_api/abc/x")
     );
 
     // Serialized into state.json and back.
-    let json = serde_json::to_string(&m).unwrap();
+    let json = serde_json::to_string(&Manager::Fs(m.clone())).unwrap();
     let back: Manager = serde_json::from_str(&json).unwrap();
     assert_eq!(back.all_paths(), m.all_paths());
     assert_eq!(back.mode(), Mode::Hybrid);
@@ -162,7 +162,7 @@ fn detects_v1_v2_comounts_duplicates_and_escapes() {
         sys.v1[1].mount_point,
         Path::new("/sys/fs/cgroup/name with space")
     );
-    let m = Manager::with_system(&sys, Some("c"), "id").unwrap();
+    let m = FsManager::with_system(&sys, Some("c"), "id").unwrap();
     assert_eq!(
         m.path("cpuacct").unwrap(),
         Path::new("/sys/fs/cgroup/cpu,cpuacct/x/c")
@@ -180,14 +180,14 @@ fn detects_v1_v2_comounts_duplicates_and_escapes() {
     .unwrap();
     assert_eq!(sys.mode, Mode::V2);
     // Relative: under the parent of the own cgroup, as runc's fs2 driver.
-    let m = Manager::with_system(&sys, None, "ctr").unwrap();
+    let m = FsManager::with_system(&sys, None, "ctr").unwrap();
     assert_eq!(
         m.path("memory").unwrap(),
         Path::new("/sys/fs/cgroup/user.slice/user-0.slice/ctr")
     );
     assert_eq!(m.mounts()[0].mount_point_name, "");
     assert_eq!(m.mounts()[0].fs_type, "cgroup2");
-    let m = Manager::with_system(&sys, Some("/machine/ctr"), "x").unwrap();
+    let m = FsManager::with_system(&sys, Some("/machine/ctr"), "x").unwrap();
     assert_eq!(
         m.unified_path().unwrap(),
         Path::new("/sys/fs/cgroup/machine/ctr")
@@ -203,7 +203,7 @@ fn detects_v1_v2_comounts_duplicates_and_escapes() {
     )
     .unwrap();
     assert_eq!(sys.mode, Mode::V2);
-    let m = Manager::with_system(&sys, Some("/c"), "x").unwrap();
+    let m = FsManager::with_system(&sys, Some("/c"), "x").unwrap();
     assert_eq!(m.all_paths(), vec![Path::new("/sys/fs/cgroup/c")]);
 
     // A mount of a sub-tree (inside a container): own paths are relative to the mount root.
@@ -214,7 +214,7 @@ fn detects_v1_v2_comounts_duplicates_and_escapes() {
         Path::new("/sys/fs/cgroup"),
     )
     .unwrap();
-    let m = Manager::with_system(&sys, Some("k"), "x").unwrap();
+    let m = FsManager::with_system(&sys, Some("k"), "x").unwrap();
     assert_eq!(
         m.path("memory").unwrap(),
         Path::new("/sys/fs/cgroup/memory/sub/k")
@@ -264,7 +264,7 @@ fn touch(dir: &Path, files: &[&str]) {
 fn v2_create_enables_controllers_in_every_ancestor() {
     let t = TempDir::new();
     let sys = fake_v2(&t.0);
-    let m = Manager::with_system(&sys, Some("/a/b/ctr"), "x").unwrap();
+    let m = FsManager::with_system(&sys, Some("/a/b/ctr"), "x").unwrap();
     take_writes();
     m.create().unwrap();
     let leaf = t.0.join("a/b/ctr");
@@ -309,7 +309,7 @@ fn v2_create_enables_controllers_in_every_ancestor() {
 fn v2_resources_are_written_as_runc_writes_them() {
     let t = TempDir::new();
     let sys = fake_v2(&t.0);
-    let m = Manager::with_system(&sys, Some("/ctr"), "x").unwrap();
+    let m = FsManager::with_system(&sys, Some("/ctr"), "x").unwrap();
     m.create().unwrap();
     let d = t.0.join("ctr");
     touch(
@@ -456,7 +456,7 @@ fn v2_resources_are_written_as_runc_writes_them() {
 fn v2_errors_name_field_file_and_controller() {
     let t = TempDir::new();
     let sys = fake_v2(&t.0);
-    let m = Manager::with_system(&sys, Some("/ctr"), "x").unwrap();
+    let m = FsManager::with_system(&sys, Some("/ctr"), "x").unwrap();
     m.create().unwrap();
     let d = t.0.join("ctr");
     // No memory files: the memory controller is not enabled for the cgroup.
@@ -552,7 +552,7 @@ fn v2_errors_name_field_file_and_controller() {
 fn v2_freeze_waits_for_frozen_event_and_stats_parse() {
     let t = TempDir::new();
     let sys = fake_v2(&t.0);
-    let m = Manager::with_system(&sys, Some("/ctr"), "x").unwrap();
+    let m = FsManager::with_system(&sys, Some("/ctr"), "x").unwrap();
     m.create().unwrap();
     let d = t.0.join("ctr");
     touch(&d, &["cgroup.freeze"]);
@@ -917,7 +917,7 @@ fn v1_controllers_missing_on_this_host_are_written_like_runc() {
     let t = TempDir::new();
     let sys = fake_v1(&t.0);
     assert_eq!(sys.mode, Mode::V1);
-    let m = Manager::with_system(&sys, Some("/ctr"), "x").unwrap();
+    let m = FsManager::with_system(&sys, Some("/ctr"), "x").unwrap();
     m.create().unwrap();
     let hug = t.0.join("hugetlb/ctr");
     touch(
@@ -1012,8 +1012,8 @@ fn v2_paths_on_the_real_cgroup2_hierarchy() {
         std::process::id(),
         N.fetch_add(1, Ordering::SeqCst)
     );
-    let m = Manager::with_system(&sys, Some(&format!("/{top}/ctr")), "x").unwrap();
-    struct Cleanup(Manager, PathBuf, Vec<std::process::Child>);
+    let m = FsManager::with_system(&sys, Some(&format!("/{top}/ctr")), "x").unwrap();
+    struct Cleanup(FsManager, PathBuf, Vec<std::process::Child>);
     impl Drop for Cleanup {
         fn drop(&mut self) {
             let _ = self.0.thaw();
@@ -1145,7 +1145,9 @@ fn systemd_driver_paths_hybrid() {
         SystemInfo::parse(HYBRID_MOUNTINFO, HYBRID_CGROUP, Path::new("/sys/fs/cgroup")).unwrap();
     // systemd's own cgroup (init.scope) is dropped: slices live at the root of each hierarchy.
     let proc1 = "4:memory:/init.scope\n9:name=systemd:/init.scope\n0::/init.scope\n";
-    let m = Manager::with_systemd(&sys, proc1, Some("a-b.slice:pre:ctr"), "id").unwrap();
+    let m = Manager::Systemd(
+        SystemdManager::with_system(&sys, proc1, Some("a-b.slice:pre:ctr"), "id").unwrap(),
+    );
     assert!(m.is_systemd());
     assert_eq!(m.unit_name(), Some("pre-ctr.scope"));
     assert_eq!(
@@ -1166,7 +1168,7 @@ fn systemd_driver_paths_hybrid() {
     assert_eq!(back.all_paths(), m.all_paths());
     // create() makes nothing under the driver: the unit does, with the init's pid.
     m.create().unwrap();
-    let e = Manager::with_systemd(&sys, proc1, Some("bad:pre:ctr"), "id")
+    let e = SystemdManager::with_system(&sys, proc1, Some("bad:pre:ctr"), "id")
         .unwrap_err()
         .to_string();
     assert_eq!(e, "linux.cgroupsPath: invalid slice name: bad");
@@ -1176,11 +1178,104 @@ fn systemd_driver_paths_hybrid() {
 fn systemd_driver_paths_v2_default() {
     let t = TempDir::new();
     let sys = fake_v2(&t.0);
-    let m = Manager::with_systemd(&sys, "", None, "c1").unwrap();
+    let m = SystemdManager::with_system(&sys, "", None, "c1").unwrap();
     assert_eq!(m.mode(), Mode::V2);
     assert_eq!(
         m.unified_path().unwrap(),
         t.0.join("system.slice/runc-c1.scope")
     );
     assert_eq!(m.all_paths().len(), 1);
+}
+
+/// The manager as kakuri wrote it into state.json before the drivers were two types (one
+/// `Manager` struct, the systemd driver an optional `systemd` field): printed by that version.
+const OLD_FS_HYBRID: &str = r#"{"mode":"Hybrid","v1":[{"controllers":["cpu"],"mount_point":"/sys/fs/cgroup/cpu","path":"/sys/fs/cgroup/cpu/ctr1"},{"controllers":["cpuacct"],"mount_point":"/sys/fs/cgroup/cpuacct","path":"/sys/fs/cgroup/cpuacct/ctr1"},{"controllers":["cpuset"],"mount_point":"/sys/fs/cgroup/cpuset","path":"/sys/fs/cgroup/cpuset/ctr1"},{"controllers":["memory"],"mount_point":"/sys/fs/cgroup/memory","path":"/sys/fs/cgroup/memory/process_api/abc/ctr1"},{"controllers":["devices"],"mount_point":"/sys/fs/cgroup/devices","path":"/sys/fs/cgroup/devices/ctr1"},{"controllers":["freezer"],"mount_point":"/sys/fs/cgroup/freezer","path":"/sys/fs/cgroup/freezer/ctr1"},{"controllers":["blkio"],"mount_point":"/sys/fs/cgroup/blkio","path":"/sys/fs/cgroup/blkio/ctr1"},{"controllers":["pids"],"mount_point":"/sys/fs/cgroup/pids","path":"/sys/fs/cgroup/pids/ctr1"},{"controllers":["name=systemd"],"mount_point":"/sys/fs/cgroup/systemd","path":"/sys/fs/cgroup/systemd/ctr1"}],"unified":{"mount_point":"/sys/fs/cgroup/unified","path":"/sys/fs/cgroup/unified/ctr1"}}"#;
+const OLD_SD_HYBRID: &str = r#"{"mode":"Hybrid","v1":[{"controllers":["cpu"],"mount_point":"/sys/fs/cgroup/cpu","path":"/sys/fs/cgroup/cpu/a.slice/a-b.slice/pre-ctr.scope"},{"controllers":["cpuacct"],"mount_point":"/sys/fs/cgroup/cpuacct","path":"/sys/fs/cgroup/cpuacct/a.slice/a-b.slice/pre-ctr.scope"},{"controllers":["cpuset"],"mount_point":"/sys/fs/cgroup/cpuset","path":"/sys/fs/cgroup/cpuset/a.slice/a-b.slice/pre-ctr.scope"},{"controllers":["memory"],"mount_point":"/sys/fs/cgroup/memory","path":"/sys/fs/cgroup/memory/a.slice/a-b.slice/pre-ctr.scope"},{"controllers":["devices"],"mount_point":"/sys/fs/cgroup/devices","path":"/sys/fs/cgroup/devices/a.slice/a-b.slice/pre-ctr.scope"},{"controllers":["freezer"],"mount_point":"/sys/fs/cgroup/freezer","path":"/sys/fs/cgroup/freezer/a.slice/a-b.slice/pre-ctr.scope"},{"controllers":["blkio"],"mount_point":"/sys/fs/cgroup/blkio","path":"/sys/fs/cgroup/blkio/a.slice/a-b.slice/pre-ctr.scope"},{"controllers":["pids"],"mount_point":"/sys/fs/cgroup/pids","path":"/sys/fs/cgroup/pids/a.slice/a-b.slice/pre-ctr.scope"},{"controllers":["name=systemd"],"mount_point":"/sys/fs/cgroup/systemd","path":"/sys/fs/cgroup/systemd/a.slice/a-b.slice/pre-ctr.scope"}],"unified":{"mount_point":"/sys/fs/cgroup/unified","path":"/sys/fs/cgroup/unified/a.slice/a-b.slice/pre-ctr.scope"},"systemd":{"name":"pre-ctr.scope","slice":"a-b.slice","container":"ctr"}}"#;
+const OLD_SD_V2: &str = r#"{"mode":"V2","unified":{"mount_point":"/sys/fs/cgroup","path":"/sys/fs/cgroup/system.slice/runc-c1.scope"},"systemd":{"name":"runc-c1.scope","slice":"system.slice","container":"c1"}}"#;
+/// Rootless on v2 with the cgroup2 directory left out (the `skipped` field).
+const OLD_FS_V2_SKIPPED: &str = r#"{"mode":"V2","skipped":["unified"]}"#;
+
+#[test]
+fn state_of_the_previous_version_loads_as_the_same_driver() {
+    // The format did not change: each loads as its driver and is written back byte for byte,
+    // so state.json is readable by the previous version too.
+    for (old, systemd) in [
+        (OLD_FS_HYBRID, false),
+        (OLD_SD_HYBRID, true),
+        (OLD_SD_V2, true),
+        (OLD_FS_V2_SKIPPED, false),
+    ] {
+        let m: Manager = serde_json::from_str(old).unwrap();
+        assert_eq!(m.is_systemd(), systemd, "{old}");
+        assert_eq!(serde_json::to_string(&m).unwrap(), old);
+    }
+
+    let m: Manager = serde_json::from_str(OLD_FS_HYBRID).unwrap();
+    assert!(matches!(m, Manager::Fs(_)));
+    assert_eq!(m.mode(), Mode::Hybrid);
+    assert_eq!(m.all_paths().len(), 10);
+    assert_eq!(
+        m.path("memory").unwrap(),
+        Path::new("/sys/fs/cgroup/memory/process_api/abc/ctr1")
+    );
+    assert_eq!(
+        m.clone_into_dir().unwrap(),
+        Path::new("/sys/fs/cgroup/unified/ctr1")
+    );
+
+    let m: Manager = serde_json::from_str(OLD_SD_HYBRID).unwrap();
+    assert_eq!(m.unit_name(), Some("pre-ctr.scope"));
+    assert_eq!(
+        m.unified_path().unwrap(),
+        Path::new("/sys/fs/cgroup/unified/a.slice/a-b.slice/pre-ctr.scope")
+    );
+    // No directory before the unit: the init cannot be cloned into one.
+    assert_eq!(m.clone_into_dir(), None);
+    let Manager::Systemd(sd) = &m else {
+        unreachable!()
+    };
+    assert_eq!(sd.unit.slice, "a-b.slice");
+    assert_eq!(sd.unit.container, "ctr");
+
+    let m: Manager = serde_json::from_str(OLD_SD_V2).unwrap();
+    assert_eq!(m.mode(), Mode::V2);
+    assert_eq!(m.unit_name(), Some("runc-c1.scope"));
+    assert_eq!(
+        m.dirs(),
+        vec![(
+            &[][..],
+            Path::new("/sys/fs/cgroup/system.slice/runc-c1.scope")
+        )]
+    );
+
+    // A rootless container without a cgroup: nothing to list, freeze is refused in runc's words.
+    let m: Manager = serde_json::from_str(OLD_FS_V2_SKIPPED).unwrap();
+    assert!(m.all_paths().is_empty());
+    assert_eq!(m.pids().unwrap(), Vec::<i32>::new());
+    assert!(m
+        .freeze()
+        .unwrap_err()
+        .to_string()
+        .contains("cgroups not configured for container"));
+}
+
+#[test]
+fn drivers_differ_only_where_the_unit_makes_the_cgroup() {
+    let t = TempDir::new();
+    let sys = fake_v2(&t.0);
+    // cgroupfs: the directory is made before the init and the limits go in at once.
+    let fs = Manager::Fs(FsManager::with_system(&sys, Some("/ctr"), "x").unwrap());
+    fs.create().unwrap();
+    assert!(t.0.join("ctr").is_dir());
+    assert_eq!(fs.clone_into_dir(), Some(t.0.join("ctr").as_path()));
+    // systemd: create and the limits before the init do nothing (the unit makes the
+    // directory with the init's pid).
+    let sd =
+        Manager::Systemd(SystemdManager::with_system(&sys, "", Some("x.slice:p:c"), "c").unwrap());
+    sd.create().unwrap();
+    let res: LinuxResources = serde_json::from_str(r#"{"pids":{"limit":5}}"#).unwrap();
+    sd.apply_before_init(&res).unwrap();
+    assert!(!t.0.join("x.slice").exists());
+    assert_eq!(sd.clone_into_dir(), None);
+    fs.destroy().unwrap();
 }

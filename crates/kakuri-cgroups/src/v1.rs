@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 use kakuri_spec::oci::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources, LinuxThrottleDevice};
 
 use crate::error::CgroupError;
-use crate::{devices, fsutil, Manager};
+use crate::{devices, fsutil, FsManager};
 
 const F_MEM: &str = "linux.resources.memory";
 
-fn need<'a>(m: &'a Manager, controller: &str, what: &str) -> Result<&'a Path, CgroupError> {
+fn need<'a>(m: &'a FsManager, controller: &str, what: &str) -> Result<&'a Path, CgroupError> {
     if let Some(e) = m.skipped_error(controller, what) {
         return Err(e);
     }
@@ -25,7 +25,7 @@ fn need<'a>(m: &'a Manager, controller: &str, what: &str) -> Result<&'a Path, Cg
 }
 
 /// Apply `res` (runc's order: cpuset, devices, memory, cpu, pids, blkio, hugetlb, net_cls, net_prio, rdma).
-pub(crate) fn set(m: &Manager, res: &LinuxResources, update: bool) -> Result<(), CgroupError> {
+pub(crate) fn set(m: &FsManager, res: &LinuxResources, update: bool) -> Result<(), CgroupError> {
     if let Some(u) = res.unified() {
         if !u.is_empty() {
             return Err(CgroupError::invalid(
@@ -130,7 +130,7 @@ pub(crate) fn init_cpuset_dir(dir: &Path) -> Result<(), CgroupError> {
     Ok(())
 }
 
-fn set_cpuset(m: &Manager, cpu: &LinuxCpu) -> Result<(), CgroupError> {
+fn set_cpuset(m: &FsManager, cpu: &LinuxCpu) -> Result<(), CgroupError> {
     if let Some(cpus) = cpu.cpus().as_deref().filter(|s| !s.is_empty()) {
         let what = "linux.resources.cpu.cpus";
         fsutil::write(need(m, "cpuset", what)?, "cpuset.cpus", cpus, what)?;
@@ -272,7 +272,7 @@ fn set_optional_kmem(dir: &Path, file: &str, v: i64, what: &str) -> Result<(), C
     }
 }
 
-fn set_cpu(m: &Manager, cpu: &LinuxCpu) -> Result<(), CgroupError> {
+fn set_cpu(m: &FsManager, cpu: &LinuxCpu) -> Result<(), CgroupError> {
     let shares = cpu.shares().unwrap_or(0);
     let quota = cpu.quota().unwrap_or(0);
     let period = cpu.period().unwrap_or(0);
@@ -422,7 +422,7 @@ fn blkio_is_set(b: &LinuxBlockIo) -> bool {
             .is_some_and(|v| !v.is_empty())
 }
 
-fn set_blkio(m: &Manager, b: &LinuxBlockIo) -> Result<(), CgroupError> {
+fn set_blkio(m: &FsManager, b: &LinuxBlockIo) -> Result<(), CgroupError> {
     if !blkio_is_set(b) {
         return Ok(());
     }

@@ -7,7 +7,7 @@ use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use kakuri_cgroups::{CgroupError, LinuxResources, Manager, Mode};
+use kakuri_cgroups::{CgroupError, CgroupManager, LinuxResources, Manager, Mode};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 

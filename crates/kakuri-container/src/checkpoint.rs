@@ -6,7 +6,7 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use kakuri_cgroups::Manager;
+use kakuri_cgroups::{CgroupManager, Manager};
 use kakuri_spec::oci::{self, LinuxNamespaceType};
 
 use crate::criu::{self, Msg, Swrk};
@@ -318,7 +318,7 @@ fn descriptors(pid: i32) -> Vec<String> {
         .collect()
 }
 
-fn cgroup_freezer(cg: &Manager) -> Option<PathBuf> {
+fn cgroup_freezer(cg: &impl CgroupManager) -> Option<PathBuf> {
     cg.path("freezer")
         .map(Path::to_path_buf)
         .or_else(|| match cg.mode() {

@@ -6,7 +6,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use kakuri_cgroups::Manager;
+use kakuri_cgroups::{CgroupManager, Manager};
 use kakuri_isolate::{
     rootfs, CgroupMountSource, DevicePlan, InitPlan, InitSteps, NamespacePlan, ParentSteps,
     ProcessPlan,
@@ -329,17 +329,13 @@ impl ParentSteps for Parent<'_> {
             // The init joined its v1 cgroups itself (cgroupfs driver only): the cgroup2 one of
             // a hybrid host is left unless it was cloned into it.
             if let Some(dir) = self.cgroup.unified_path().filter(|_| !in_cgroup2) {
-                Manager::add_task_to(pid, dir).map_err(|e| e.to_string())?;
+                kakuri_cgroups::add_task_to(pid, dir).map_err(|e| e.to_string())?;
             }
-        } else if in_cgroup2 && !self.cgroup.is_systemd() {
-            // Cloned into its cgroup2 directory: only the v1 hierarchies are left.
-            self.cgroup
-                .add_task_except_unified(pid)
-                .map_err(|e| e.to_string())?;
         } else {
+            // Cloned into its cgroup2 directory (in_cgroup2): only the v1 hierarchies are left.
             // The systemd driver makes the unit here: systemd needs a pid to start a scope.
             self.cgroup
-                .start_unit(pid, self.resources)
+                .place_init(pid, in_cgroup2, self.resources)
                 .map_err(|e| e.to_string())?;
         }
         if let Some(p) = self.rdt {
@@ -718,7 +714,7 @@ impl Runtime {
             .map_err(|e| Error::msg(e.to_string()))?;
         if let Some(r) = linux.resources() {
             cgroup
-                .check_unit_resources(r)
+                .check_resources(r)
                 .map_err(|e| Error::msg(e.to_string()))?;
         }
         let mut st = State {
@@ -838,19 +834,17 @@ impl Runtime {
             resources.set_devices(Some(rules));
         }
         // The systemd driver applies them once the unit exists (Parent::placed).
-        if !cgroup.is_systemd() {
-            match cgroup.apply(&resources) {
-                // runc's rootless manager ignores the devices controller: the user namespace
-                // already forbids mknod, and its rules need privileges the caller does not have.
-                Err(e) if e.is_devices() && self.rootless.cgroups() => {
-                    log::debug!("rootless: device rules not applied: {e}");
-                    resources.set_devices(None);
-                    cgroup
-                        .apply(&resources)
-                        .map_err(|e| Error::msg(e.to_string()))?;
-                }
-                r => r.map_err(|e| Error::msg(e.to_string()))?,
+        match cgroup.apply_before_init(&resources) {
+            // runc's rootless manager ignores the devices controller: the user namespace
+            // already forbids mknod, and its rules need privileges the caller does not have.
+            Err(e) if e.is_devices() && self.rootless.cgroups() => {
+                log::debug!("rootless: device rules not applied: {e}");
+                resources.set_devices(None);
+                cgroup
+                    .apply_before_init(&resources)
+                    .map_err(|e| Error::msg(e.to_string()))?;
             }
+            r => r.map_err(|e| Error::msg(e.to_string()))?,
         }
         kakuri_timings::mark("cgroup limits");
 
@@ -942,12 +936,9 @@ impl Runtime {
             exec_fifo: Some(OwnedFd::from(fifo)),
             exec_status: Some(OwnedFd::from(exec_status)),
             close_in_child: undo.dir.iter().map(|d| d.lock_fd()).collect(),
-            cgroup2_dir: if cgroup.is_systemd() {
-                // The unit's directory exists only once systemd has started the scope.
-                None
-            } else {
-                cgroup.unified_path().and_then(open_cgroup2_dir)
-            },
+            // None for the systemd driver: the unit's directory exists only once systemd has
+            // started the scope.
+            cgroup2_dir: cgroup.clone_into_dir().and_then(open_cgroup2_dir),
             // The systemd driver places the init through systemd (a scope needs a pid).
             cgroup_v1_tasks: if cgroup.is_systemd() {
                 Vec::new()

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use kakuri_cgroups::{Manager, Mode, Stats};
+use kakuri_cgroups::{CgroupManager, Mode, Stats};
 use serde::Serialize;
 
 use crate::{state, Error, Runtime, State, Status};
@@ -65,7 +65,7 @@ fn keyed_value(text: &str, key: &str) -> Option<u64> {
 
 impl OomWatch {
     /// The watch for the memory cgroup of `cg`, or `None` when no memory controller is there.
-    pub fn new(cg: &Manager) -> Option<OomWatch> {
+    pub fn new(cg: &impl CgroupManager) -> Option<OomWatch> {
         let source = match cg.mode() {
             Mode::V2 => OomSource::V2(cg.unified_path()?.join("memory.events")),
             Mode::V1 | Mode::Hybrid => OomSource::V1(cg.path("memory")?.join("memory.oom_control")),

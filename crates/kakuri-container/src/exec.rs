@@ -7,6 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use kakuri_cgroups::CgroupManager;
 use kakuri_isolate::exec::ExecPlan;
 use kakuri_isolate::{ParentSteps, ProcessPlan};
 use kakuri_spec::oci;
@@ -240,7 +241,7 @@ fn sub_cgroup_dir(base: &Path, sub: &str) -> Result<PathBuf, String> {
 /// Where the exec'd process goes in each hierarchy of the container: its cgroup, or the
 /// sub-cgroup `--cgroup` names for that hierarchy (all of them for a bare NAME).
 fn exec_cgroup_dirs(
-    cgroup: &kakuri_cgroups::Manager,
+    cgroup: &impl kakuri_cgroups::CgroupManager,
     subs: &BTreeMap<String, String>,
 ) -> Result<Vec<PathBuf>, String> {
     let dirs = cgroup.dirs();
@@ -296,7 +297,7 @@ impl ParentSteps for ExecParent<'_> {
                 // Joined by the process itself (its `tasks` file).
                 continue;
             }
-            kakuri_cgroups::Manager::add_task_to(pid, dir).map_err(|e| e.to_string())?;
+            kakuri_cgroups::add_task_to(pid, dir).map_err(|e| e.to_string())?;
         }
         Ok(())
     }

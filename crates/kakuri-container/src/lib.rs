@@ -25,6 +25,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use kakuri_cgroups::CgroupManager;
 use kakuri_spec::os_error;
 use serde::Serialize;
 

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use kakuri_cgroups::Manager;
+use kakuri_cgroups::{CgroupManager, Manager};
 use kakuri_spec::oci;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

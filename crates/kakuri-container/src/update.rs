@@ -6,6 +6,7 @@
 //! memory limit/reservation/swap, cpu shares/quota/period/burst/realtime/cpus/mems/idle, blockIO
 //! weights and throttles, pids limit and unified; devices and the other fields are left alone.
 
+use kakuri_cgroups::CgroupManager;
 use kakuri_spec::oci::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
 
 use crate::{Error, Runtime, Status};

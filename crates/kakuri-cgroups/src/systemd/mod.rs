@@ -9,6 +9,7 @@
 
 pub(crate) mod bus;
 pub(crate) mod gvariant;
+pub(crate) mod manager;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
