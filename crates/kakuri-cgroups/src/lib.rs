@@ -118,13 +118,8 @@ impl Manager {
     ) -> Result<Manager, CgroupError> {
         let sys = system::system()?;
         if systemd {
-            // SAFETY: geteuid cannot fail.
-            if unsafe { libc::geteuid() } != 0 {
-                return Err(CgroupError::invalid(
-                    "--systemd-cgroup",
-                    "the systemd cgroup driver needs root (the user manager, systemdUser, is not supported)",
-                ));
-            }
+            // A rootless caller: the user's own systemd instance (systemd/mod.rs).
+            let user = systemd::user_manager_cgroup(sys.mode)?;
             let proc1 = if sys.mode == Mode::V2 {
                 String::new()
             } else {
@@ -133,20 +128,22 @@ impl Manager {
                     reason: e.to_string(),
                 })?
             };
-            return Self::with_systemd(sys, &proc1, cgroups_path, container_id);
+            return Self::with_systemd(sys, &proc1, cgroups_path, container_id, user.as_deref());
         }
         Self::with_system(sys, cgroups_path, container_id)
     }
 
     /// The systemd driver's directories: `<slice path>/<unit>` in every hierarchy, under the
-    /// cgroup of systemd itself (`/proc/1/cgroup`, without init.scope) on v1 hierarchies, as runc.
+    /// cgroup of systemd itself (`/proc/1/cgroup`, without init.scope) on v1 hierarchies, as runc;
+    /// in user mode under the cgroup of the user's systemd instance (`user_manager`, v2 only).
     pub(crate) fn with_systemd(
         sys: &SystemInfo,
         proc1_cgroup: &str,
         cgroups_path: Option<&str>,
         container_id: &str,
+        user_manager: Option<&str>,
     ) -> Result<Manager, CgroupError> {
-        let (unit, slice_path) = systemd::Unit::resolve(cgroups_path, container_id)?;
+        let (unit, slice_path) = systemd::Unit::resolve(cgroups_path, container_id, user_manager)?;
         let v1 = sys
             .v1
             .iter()
@@ -161,7 +158,9 @@ impl Manager {
             })
             .collect();
         let unified = sys.unified.as_ref().map(|u| {
-            let base = if sys.mode == Mode::V2 {
+            let base = if let Some(u) = user_manager {
+                u.to_string()
+            } else if sys.mode == Mode::V2 {
                 String::new()
             } else {
                 systemd::init_cgroup_base(proc1_cgroup, None)
@@ -209,10 +208,25 @@ impl Manager {
     /// Systemd driver, `create`: check that `res` converts to unit properties, before anything
     /// exists.
     pub fn check_unit_resources(&self, res: &LinuxResources) -> Result<(), CgroupError> {
-        if self.systemd.is_some() {
+        if let Some(unit) = &self.systemd {
             systemd::resource_properties(res, self.mode, false)?;
+            self.check_user_delegation(unit, res)?;
         }
         Ok(())
+    }
+
+    /// Systemd user mode: the controllers `res` needs are delegated to the user manager.
+    fn check_user_delegation(
+        &self,
+        unit: &systemd::Unit,
+        res: &LinuxResources,
+    ) -> Result<(), CgroupError> {
+        let (Some(cg), Some(h)) = (&unit.user_manager, &self.unified) else {
+            return Ok(());
+        };
+        let dir = systemd::join(&h.mount_point, &[cg]);
+        let available = fsutil::read(&dir, "cgroup.controllers", "systemd user manager")?;
+        systemd::check_delegated(res, &available, &dir.join("cgroup.controllers"))
     }
 
     /// Systemd driver: start the transient unit with `pid` in it (StartTransientUnit, waiting for
@@ -224,10 +238,20 @@ impl Manager {
         let Some(unit) = &self.systemd else {
             return self.add_task(pid);
         };
+        // User mode: no device rules (the user manager cannot apply them; runc's rootless
+        // manager ignores them too).
+        let mut no_devices;
+        let res = if unit.is_user() {
+            no_devices = res.clone();
+            no_devices.set_devices(None);
+            &no_devices
+        } else {
+            res
+        };
         let mut props = unit.base_properties(pid as u32, self.mode);
         props.extend(systemd::resource_properties(res, self.mode, true)?);
         props.extend(unit.extra.iter().cloned());
-        let conn = systemd::bus::Systemd::connect()?;
+        let conn = unit.connect()?;
         conn.start_unit(&unit.name, &props)?;
         let mut created = Vec::new();
         for h in self.hierarchies() {
@@ -518,8 +542,9 @@ impl Manager {
         if let Some(unit) = &self.systemd {
             // As runc: the unit's properties first (systemd would put them back otherwise).
             let props = systemd::resource_properties(res, self.mode, false)?;
+            self.check_user_delegation(unit, res)?;
             if !props.is_empty() {
-                systemd::bus::Systemd::connect()?.set_properties(&unit.name, &props)?;
+                unit.connect()?.set_properties(&unit.name, &props)?;
             }
         }
         self.set(res, true)
@@ -596,6 +621,27 @@ impl Manager {
                 }
             }
         }
+    }
+
+    /// `exec`: move `pid` into `dir` (one of [`Manager::dirs`], or a cgroup below one). With
+    /// the systemd user driver a refused write (the caller's own cgroup is outside the user
+    /// manager's subtree, so the delegation containment rule forbids the move) is done by the
+    /// user manager instead (AttachProcessesToUnit, as runc's systemd driver joins exec'd
+    /// processes).
+    pub fn add_exec_task(&self, pid: i32, dir: &Path) -> Result<(), CgroupError> {
+        let direct = Self::add_task_to(pid, dir);
+        let (Some(unit), Some(h), Err(e)) = (&self.systemd, &self.unified, &direct) else {
+            return direct;
+        };
+        let Ok(sub) = dir.strip_prefix(&h.path) else {
+            return direct;
+        };
+        if !unit.is_user() || !e.is_permission() {
+            return direct;
+        }
+        log::debug!("{e}: asking the user manager to move process {pid}");
+        let sub = format!("/{}", sub.display());
+        unit.connect()?.attach(&unit.name, &sub, pid as u32)
     }
 
     /// The container's directory in every hierarchy, with the v1 controllers of that hierarchy
@@ -844,7 +890,7 @@ impl Manager {
         let Some(unit) = &self.systemd else {
             return Ok(());
         };
-        systemd::bus::Systemd::connect()?.stop_unit(&unit.name)
+        unit.connect()?.stop_unit(&unit.name)
     }
 
     /// Resource usage, in the shape of runc's `events --stats` data.

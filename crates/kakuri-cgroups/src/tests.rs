@@ -1145,7 +1145,7 @@ fn systemd_driver_paths_hybrid() {
         SystemInfo::parse(HYBRID_MOUNTINFO, HYBRID_CGROUP, Path::new("/sys/fs/cgroup")).unwrap();
     // systemd's own cgroup (init.scope) is dropped: slices live at the root of each hierarchy.
     let proc1 = "4:memory:/init.scope\n9:name=systemd:/init.scope\n0::/init.scope\n";
-    let m = Manager::with_systemd(&sys, proc1, Some("a-b.slice:pre:ctr"), "id").unwrap();
+    let m = Manager::with_systemd(&sys, proc1, Some("a-b.slice:pre:ctr"), "id", None).unwrap();
     assert!(m.is_systemd());
     assert_eq!(m.unit_name(), Some("pre-ctr.scope"));
     assert_eq!(
@@ -1166,7 +1166,7 @@ fn systemd_driver_paths_hybrid() {
     assert_eq!(back.all_paths(), m.all_paths());
     // create() makes nothing under the driver: the unit does, with the init's pid.
     m.create().unwrap();
-    let e = Manager::with_systemd(&sys, proc1, Some("bad:pre:ctr"), "id")
+    let e = Manager::with_systemd(&sys, proc1, Some("bad:pre:ctr"), "id", None)
         .unwrap_err()
         .to_string();
     assert_eq!(e, "linux.cgroupsPath: invalid slice name: bad");
@@ -1176,11 +1176,44 @@ fn systemd_driver_paths_hybrid() {
 fn systemd_driver_paths_v2_default() {
     let t = TempDir::new();
     let sys = fake_v2(&t.0);
-    let m = Manager::with_systemd(&sys, "", None, "c1").unwrap();
+    let m = Manager::with_systemd(&sys, "", None, "c1", None).unwrap();
     assert_eq!(m.mode(), Mode::V2);
     assert_eq!(
         m.unified_path().unwrap(),
         t.0.join("system.slice/runc-c1.scope")
     );
     assert_eq!(m.all_paths().len(), 1);
+}
+
+#[test]
+fn systemd_driver_paths_v2_user_mode() {
+    let t = TempDir::new();
+    let sys = fake_v2(&t.0);
+    let mgr = "/user.slice/user-1001.slice/user@1001.service";
+    // runc's user-mode default slice: user.slice of the user manager.
+    let m = Manager::with_systemd(&sys, "", None, "c1", Some(mgr)).unwrap();
+    assert_eq!(
+        m.unified_path().unwrap(),
+        t.0.join("user.slice/user-1001.slice/user@1001.service/user.slice/runc-c1.scope")
+    );
+    // podman's cgroupsPath for a rootless container.
+    let m =
+        Manager::with_systemd(&sys, "", Some("user.slice:libpod:abc"), "abc", Some(mgr)).unwrap();
+    assert_eq!(
+        m.unified_path().unwrap(),
+        t.0.join("user.slice/user-1001.slice/user@1001.service/user.slice/libpod-abc.scope")
+    );
+    // The state keeps the user manager, so later commands talk to the same instance.
+    let json = serde_json::to_string(&m).unwrap();
+    let back: Manager = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        back.systemd.as_ref().unwrap().user_manager.as_deref(),
+        Some(mgr)
+    );
+    // A state written before user mode existed is the system manager's.
+    let m = Manager::with_systemd(&sys, "", None, "c1", None).unwrap();
+    let json = serde_json::to_string(&m).unwrap();
+    assert!(!json.contains("user_manager"), "{json}");
+    let back: Manager = serde_json::from_str(&json).unwrap();
+    assert!(!back.systemd.as_ref().unwrap().is_user());
 }

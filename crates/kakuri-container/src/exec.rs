@@ -292,7 +292,10 @@ impl ParentSteps for ExecParent<'_> {
                 // Cloned into it (CLONE_INTO_CGROUP).
                 continue;
             }
-            kakuri_cgroups::Manager::add_task_to(pid, dir).map_err(|e| e.to_string())?;
+            self.state
+                .cgroup
+                .add_exec_task(pid, dir)
+                .map_err(|e| e.to_string())?;
         }
         Ok(())
     }
