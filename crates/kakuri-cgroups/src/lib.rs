@@ -137,6 +137,11 @@ pub trait CgroupManager {
     /// alone, and the device rules are not touched (runc's update does not change them).
     fn update(&self, res: &LinuxResources) -> Result<(), CgroupError>;
 
+    /// `exec`: move `pid` into `dir` (one of [`CgroupManager::dirs`], or a cgroup below one).
+    fn add_exec_task(&self, pid: i32, dir: &Path) -> Result<(), CgroupError> {
+        add_task_to(pid, dir)
+    }
+
     /// Every process in the container cgroup and its descendants (host pids). A cgroup that
     /// does not exist (anymore) has no processes.
     fn pids(&self) -> Result<Vec<i32>, CgroupError>;
@@ -201,13 +206,8 @@ impl Manager {
     ) -> Result<Manager, CgroupError> {
         let sys = system::system()?;
         if systemd {
-            // SAFETY: geteuid cannot fail.
-            if unsafe { libc::geteuid() } != 0 {
-                return Err(CgroupError::invalid(
-                    "--systemd-cgroup",
-                    "the systemd cgroup driver needs root (the user manager, systemdUser, is not supported)",
-                ));
-            }
+            // A rootless caller: the user's own systemd instance (systemd/mod.rs).
+            let user = systemd::user_manager_cgroup(sys.mode)?;
             let proc1 = if sys.mode == Mode::V2 {
                 String::new()
             } else {
@@ -216,8 +216,14 @@ impl Manager {
                     reason: e.to_string(),
                 })?
             };
-            return SystemdManager::with_system(sys, &proc1, cgroups_path, container_id)
-                .map(Manager::Systemd);
+            return SystemdManager::with_system(
+                sys,
+                &proc1,
+                cgroups_path,
+                container_id,
+                user.as_deref(),
+            )
+            .map(Manager::Systemd);
         }
         FsManager::with_system(sys, cgroups_path, container_id).map(Manager::Fs)
     }
@@ -306,6 +312,9 @@ impl CgroupManager for Manager {
     }
     fn update(&self, res: &LinuxResources) -> Result<(), CgroupError> {
         each!(self, m => m.update(res))
+    }
+    fn add_exec_task(&self, pid: i32, dir: &Path) -> Result<(), CgroupError> {
+        each!(self, m => m.add_exec_task(pid, dir))
     }
     fn pids(&self) -> Result<Vec<i32>, CgroupError> {
         each!(self, m => m.pids())

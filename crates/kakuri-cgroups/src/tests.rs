@@ -1146,7 +1146,7 @@ fn systemd_driver_paths_hybrid() {
     // systemd's own cgroup (init.scope) is dropped: slices live at the root of each hierarchy.
     let proc1 = "4:memory:/init.scope\n9:name=systemd:/init.scope\n0::/init.scope\n";
     let m = Manager::Systemd(
-        SystemdManager::with_system(&sys, proc1, Some("a-b.slice:pre:ctr"), "id").unwrap(),
+        SystemdManager::with_system(&sys, proc1, Some("a-b.slice:pre:ctr"), "id", None).unwrap(),
     );
     assert!(m.is_systemd());
     assert_eq!(m.unit_name(), Some("pre-ctr.scope"));
@@ -1168,7 +1168,7 @@ fn systemd_driver_paths_hybrid() {
     assert_eq!(back.all_paths(), m.all_paths());
     // create() makes nothing under the driver: the unit does, with the init's pid.
     m.create().unwrap();
-    let e = SystemdManager::with_system(&sys, proc1, Some("bad:pre:ctr"), "id")
+    let e = SystemdManager::with_system(&sys, proc1, Some("bad:pre:ctr"), "id", None)
         .unwrap_err()
         .to_string();
     assert_eq!(e, "linux.cgroupsPath: invalid slice name: bad");
@@ -1178,7 +1178,7 @@ fn systemd_driver_paths_hybrid() {
 fn systemd_driver_paths_v2_default() {
     let t = TempDir::new();
     let sys = fake_v2(&t.0);
-    let m = SystemdManager::with_system(&sys, "", None, "c1").unwrap();
+    let m = SystemdManager::with_system(&sys, "", None, "c1", None).unwrap();
     assert_eq!(m.mode(), Mode::V2);
     assert_eq!(
         m.unified_path().unwrap(),
@@ -1270,12 +1270,52 @@ fn drivers_differ_only_where_the_unit_makes_the_cgroup() {
     assert_eq!(fs.clone_into_dir(), Some(t.0.join("ctr").as_path()));
     // systemd: create and the limits before the init do nothing (the unit makes the
     // directory with the init's pid).
-    let sd =
-        Manager::Systemd(SystemdManager::with_system(&sys, "", Some("x.slice:p:c"), "c").unwrap());
+    let sd = Manager::Systemd(
+        SystemdManager::with_system(&sys, "", Some("x.slice:p:c"), "c", None).unwrap(),
+    );
     sd.create().unwrap();
     let res: LinuxResources = serde_json::from_str(r#"{"pids":{"limit":5}}"#).unwrap();
     sd.apply_before_init(&res).unwrap();
     assert!(!t.0.join("x.slice").exists());
     assert_eq!(sd.clone_into_dir(), None);
     fs.destroy().unwrap();
+}
+
+#[test]
+fn systemd_driver_paths_v2_user_mode() {
+    let t = TempDir::new();
+    let sys = fake_v2(&t.0);
+    let mgr = "/user.slice/user-1001.slice/user@1001.service";
+    // runc's user-mode default slice: user.slice of the user manager.
+    let m = Manager::Systemd(SystemdManager::with_system(&sys, "", None, "c1", Some(mgr)).unwrap());
+    assert_eq!(
+        m.unified_path().unwrap(),
+        t.0.join("user.slice/user-1001.slice/user@1001.service/user.slice/runc-c1.scope")
+    );
+    // podman's cgroupsPath for a rootless container.
+    let m = Manager::Systemd(
+        SystemdManager::with_system(&sys, "", Some("user.slice:libpod:abc"), "abc", Some(mgr))
+            .unwrap(),
+    );
+    assert_eq!(
+        m.unified_path().unwrap(),
+        t.0.join("user.slice/user-1001.slice/user@1001.service/user.slice/libpod-abc.scope")
+    );
+    // The state keeps the user manager, so later commands talk to the same instance.
+    let json = serde_json::to_string(&m).unwrap();
+    let back: Manager = serde_json::from_str(&json).unwrap();
+    assert_eq!(user_manager_of(&back), Some(mgr));
+    // A state written before user mode existed is the system manager's.
+    let m = Manager::Systemd(SystemdManager::with_system(&sys, "", None, "c1", None).unwrap());
+    let json = serde_json::to_string(&m).unwrap();
+    assert!(!json.contains("user_manager"), "{json}");
+    let back: Manager = serde_json::from_str(&json).unwrap();
+    assert!(user_manager_of(&back).is_none());
+}
+
+fn user_manager_of(m: &Manager) -> Option<&str> {
+    let Manager::Systemd(sd) = m else {
+        panic!("not the systemd driver: {m:?}")
+    };
+    sd.unit.user_manager.as_deref()
 }

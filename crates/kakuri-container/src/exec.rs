@@ -297,7 +297,10 @@ impl ParentSteps for ExecParent<'_> {
                 // Joined by the process itself (its `tasks` file).
                 continue;
             }
-            kakuri_cgroups::add_task_to(pid, dir).map_err(|e| e.to_string())?;
+            self.state
+                .cgroup
+                .add_exec_task(pid, dir)
+                .map_err(|e| e.to_string())?;
         }
         Ok(())
     }

@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-use super::bus::Systemd;
 use super::Unit;
 use crate::fs::{FsManager, Hierarchy};
 use crate::system::{self, Mode, SystemInfo};
@@ -21,14 +20,16 @@ pub struct SystemdManager {
 
 impl SystemdManager {
     /// The systemd driver's directories: `<slice path>/<unit>` in every hierarchy, under the
-    /// cgroup of systemd itself (`/proc/1/cgroup`, without init.scope) on v1 hierarchies, as runc.
+    /// cgroup of systemd itself (`/proc/1/cgroup`, without init.scope) on v1 hierarchies, as runc;
+    /// in user mode under the cgroup of the user's systemd instance (`user_manager`, v2 only).
     pub(crate) fn with_system(
         sys: &SystemInfo,
         proc1_cgroup: &str,
         cgroups_path: Option<&str>,
         container_id: &str,
+        user_manager: Option<&str>,
     ) -> Result<SystemdManager, CgroupError> {
-        let (unit, slice_path) = Unit::resolve(cgroups_path, container_id)?;
+        let (unit, slice_path) = Unit::resolve(cgroups_path, container_id, user_manager)?;
         let v1 = sys
             .v1
             .iter()
@@ -43,7 +44,9 @@ impl SystemdManager {
             })
             .collect();
         let unified = sys.unified.as_ref().map(|u| {
-            let base = if sys.mode == Mode::V2 {
+            let base = if let Some(u) = user_manager {
+                u.to_string()
+            } else if sys.mode == Mode::V2 {
                 String::new()
             } else {
                 super::init_cgroup_base(proc1_cgroup, None)
@@ -75,7 +78,17 @@ impl SystemdManager {
     /// Stop the unit (systemd removes its directories); a unit systemd does not know any more
     /// is fine. The directories made by kakuri are removed by the caller.
     fn stop_unit(&self) -> Result<(), CgroupError> {
-        Systemd::connect()?.stop_unit(&self.unit.name)
+        self.unit.connect()?.stop_unit(&self.unit.name)
+    }
+
+    /// Systemd user mode: the controllers `res` needs are delegated to the user manager.
+    fn check_user_delegation(&self, res: &LinuxResources) -> Result<(), CgroupError> {
+        let (Some(cg), Some(h)) = (&self.unit.user_manager, &self.fs.unified) else {
+            return Ok(());
+        };
+        let dir = super::join(&h.mount_point, &[cg]);
+        let available = crate::fsutil::read(&dir, "cgroup.controllers", "systemd user manager")?;
+        super::check_delegated(res, &available, &dir.join("cgroup.controllers"))
     }
 }
 
@@ -116,7 +129,8 @@ impl CgroupManager for SystemdManager {
 
     /// `res` must convert to unit properties, checked before anything exists.
     fn check_resources(&self, res: &LinuxResources) -> Result<(), CgroupError> {
-        super::resource_properties(res, self.fs.mode, false).map(drop)
+        super::resource_properties(res, self.fs.mode, false)?;
+        self.check_user_delegation(res)
     }
 
     /// Nothing: the unit makes the directories, with the init's pid ([`Self::place_init`]).
@@ -124,7 +138,7 @@ impl CgroupManager for SystemdManager {
         Ok(())
     }
 
-    /// Nothing (the driver needs root): the unit makes the directories.
+    /// Nothing: the unit makes the directories (in user mode too).
     fn create_rootless(
         &mut self,
         _allow_processes: bool,
@@ -158,10 +172,21 @@ impl CgroupManager for SystemdManager {
         res: &LinuxResources,
     ) -> Result<(), CgroupError> {
         let mode = self.fs.mode;
+        // User mode: no device rules (the user manager cannot apply them; runc's rootless
+        // manager ignores them too).
+        let no_devices;
+        let res = if self.unit.is_user() {
+            let mut r = res.clone();
+            r.set_devices(None);
+            no_devices = r;
+            &no_devices
+        } else {
+            res
+        };
         let mut props = self.unit.base_properties(pid as u32, mode);
         props.extend(super::resource_properties(res, mode, true)?);
         props.extend(self.unit.extra.iter().cloned());
-        let conn = Systemd::connect()?;
+        let conn = self.unit.connect()?;
         conn.start_unit(&self.unit.name, &props)?;
         let mut created = Vec::new();
         for h in self.fs.hierarchies() {
@@ -183,10 +208,35 @@ impl CgroupManager for SystemdManager {
     /// files.
     fn update(&self, res: &LinuxResources) -> Result<(), CgroupError> {
         let props = super::resource_properties(res, self.fs.mode, false)?;
+        self.check_user_delegation(res)?;
         if !props.is_empty() {
-            Systemd::connect()?.set_properties(&self.unit.name, &props)?;
+            self.unit
+                .connect()?
+                .set_properties(&self.unit.name, &props)?;
         }
         self.fs.update(res)
+    }
+
+    /// With the user driver a refused write (the caller's own cgroup is outside the user
+    /// manager's subtree, so the delegation containment rule forbids the move) is done by the
+    /// user manager instead (AttachProcessesToUnit, as runc's systemd driver joins exec'd
+    /// processes).
+    fn add_exec_task(&self, pid: i32, dir: &Path) -> Result<(), CgroupError> {
+        let direct = FsManager::add_task_to(pid, dir);
+        let (Some(h), Err(e)) = (&self.fs.unified, &direct) else {
+            return direct;
+        };
+        let Ok(sub) = dir.strip_prefix(&h.path) else {
+            return direct;
+        };
+        if !self.unit.is_user() || !e.is_permission() {
+            return direct;
+        }
+        log::debug!("{e}: asking the user manager to move process {pid}");
+        let sub = format!("/{}", sub.display());
+        self.unit
+            .connect()?
+            .attach(&self.unit.name, &sub, pid as u32)
     }
 
     fn pids(&self) -> Result<Vec<i32>, CgroupError> {

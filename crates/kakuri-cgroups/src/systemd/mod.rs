@@ -4,8 +4,16 @@
 //! express as unit properties); everything else is written to the scope's cgroup files by the
 //! cgroupfs logic of this crate, which also does freeze, stats, pids and kill on those paths.
 //!
-//! This file is pure (no D-Bus): path parsing, slice expansion, resource and annotation to
-//! property conversion. [`bus`] is the only place that talks to systemd.
+//! A rootless caller (an unprivileged user, or uid 0 in a user namespace whose uid 0 is not the
+//! host's root: rootless podman) gets the user mode of runc's driver: the caller's own systemd
+//! instance (`user@UID.service`) over the session bus, the scope in that instance's slices
+//! (`user.slice` by default) under its cgroup, cgroup v2 only, no device rules (a user manager
+//! cannot install them; the user namespace already keeps the container from host devices), and
+//! limits only for controllers delegated to that instance ([`check_delegated`]).
+//!
+//! This file is pure (no D-Bus) apart from [`user_manager_cgroup`]: path parsing, slice
+//! expansion, resource and annotation to property conversion. [`bus`] is the only place that
+//! talks to systemd.
 
 pub(crate) mod bus;
 pub(crate) mod gvariant;
@@ -65,6 +73,11 @@ pub(crate) struct Unit {
     /// Properties from `org.systemd.property.*` annotations: used when the unit is started only.
     #[serde(skip)]
     pub extra: Vec<Property>,
+    /// User mode: the cgroup of the caller's systemd instance
+    /// (`/user.slice/user-UID.slice/user@UID.service`), whose bus every command of this
+    /// container talks to. `None`: the system manager.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_manager: Option<String>,
 }
 
 const PATH_FIELD: &str = "linux.cgroupsPath";
@@ -148,16 +161,19 @@ pub(crate) fn unit_name(prefix: &str, name: &str) -> Result<String, CgroupError>
 }
 
 impl Unit {
-    /// Resolve the unit from cgroupsPath; `slice` is the expanded slice path.
+    /// Resolve the unit from cgroupsPath; `slice` is the expanded slice path (below the user
+    /// manager's cgroup in user mode: `user_manager`).
     pub(crate) fn resolve(
         cgroups_path: Option<&str>,
         container_id: &str,
+        user_manager: Option<&str>,
     ) -> Result<(Unit, String), CgroupError> {
         let (slice, prefix, name) = parse_cgroups_path(cgroups_path, container_id)?;
-        let slice = if slice.is_empty() {
-            "system.slice".to_string()
-        } else {
-            slice
+        let slice = match (slice.is_empty(), user_manager) {
+            (false, _) => slice,
+            // runc's defaults.
+            (true, None) => "system.slice".to_string(),
+            (true, Some(_)) => "user.slice".to_string(),
         };
         let expanded = expand_slice(&slice)?;
         let unit = unit_name(&prefix, &name)?;
@@ -167,9 +183,24 @@ impl Unit {
                 slice,
                 container: name,
                 extra: Vec::new(),
+                user_manager: user_manager.map(str::to_string),
             },
             expanded,
         ))
+    }
+
+    /// A connection to the manager of this unit: the system's, or the caller's own (user mode).
+    pub(crate) fn connect(&self) -> Result<bus::Systemd, CgroupError> {
+        if self.user_manager.is_some() {
+            bus::Systemd::connect_user()
+        } else {
+            bus::Systemd::connect()
+        }
+    }
+
+    /// User mode: the user manager runs the unit.
+    pub(crate) fn is_user(&self) -> bool {
+        self.user_manager.is_some()
     }
 
     fn is_slice(&self) -> bool {
@@ -200,6 +231,166 @@ impl Unit {
         p.push(prop("DefaultDependencies", Value::Bool(false)));
         p
     }
+}
+
+/// The host uid of `id` of this process's user namespace, from its `/proc/self/uid_map`.
+pub(crate) fn host_uid(uid_map: &str, id: u32) -> Option<u32> {
+    uid_map.lines().find_map(|l| {
+        let f: Vec<u64> = l
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        let [inside, outside, count] = f[..] else {
+            return None;
+        };
+        let id = u64::from(id);
+        (inside <= id && id < inside + count)
+            .then(|| u32::try_from(outside + (id - inside)).ok())
+            .flatten()
+    })
+}
+
+/// Whether the driver works in user mode, as runc's `--rootless auto` decides it for the
+/// systemd driver: an unprivileged caller does; uid 0 does when it is not the host's root (uid 0
+/// of a user namespace that maps it to another uid, as rootless podman runs the runtime).
+/// `uid_map` is `/proc/self/uid_map` (None: no user namespaces).
+pub(crate) fn user_mode(euid: u32, uid_map: Option<&str>) -> bool {
+    euid != 0
+        || uid_map
+            .and_then(|m| host_uid(m, euid))
+            .is_some_and(|h| h != 0)
+}
+
+/// User mode: the cgroup of the caller's own systemd instance (asked over its bus), where
+/// the container's unit goes; None for the system manager. User mode needs cgroup v2, as
+/// runc's: a user manager has no v1 hierarchies of its own to delegate.
+pub(crate) fn user_manager_cgroup(mode: Mode) -> Result<Option<String>, CgroupError> {
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let uid_map = std::fs::read_to_string("/proc/self/uid_map").ok();
+    if !user_mode(euid, uid_map.as_deref()) {
+        return Ok(None);
+    }
+    if mode != Mode::V2 {
+        return Err(CgroupError::invalid(
+            "--systemd-cgroup",
+            "cannot use the rootless systemd cgroup driver (the user's systemd instance) on cgroup v1: it needs a cgroup v2 host",
+        ));
+    }
+    let cg = bus::Systemd::connect_user()?.manager_cgroup()?;
+    if cg.is_empty() || !cg.starts_with('/') {
+        return Err(CgroupError::invalid(
+            "--systemd-cgroup",
+            format!(
+                "the user's systemd instance reports no cgroup of its own (ControlGroup={cg:?})"
+            ),
+        ));
+    }
+    log::debug!("systemd: user manager in cgroup {cg}");
+    Ok(Some(cg))
+}
+
+/// The cgroup v2 controllers `res` needs, each with the field asking for it, in runc's order
+/// of writing. Device rules are left out (user mode does not apply them).
+pub(crate) fn needed_controllers(res: &LinuxResources) -> Vec<(&'static str, String)> {
+    let mut out: Vec<(&'static str, String)> = Vec::new();
+    let mut need = |c: &'static str, field: &str| {
+        if !out.iter().any(|(x, _)| *x == c) {
+            out.push((c, field.to_string()));
+        }
+    };
+    if res.pids().as_ref().is_some_and(|p| p.limit() != 0) {
+        need("pids", "linux.resources.pids.limit");
+    }
+    if let Some(m) = res.memory() {
+        if m.limit().unwrap_or(0) != 0
+            || m.swap().unwrap_or(0) != 0
+            || m.reservation().unwrap_or(0) != 0
+        {
+            need("memory", "linux.resources.memory");
+        }
+    }
+    if let Some(b) = res.block_io() {
+        let len = |n: Option<usize>| n.unwrap_or(0) > 0;
+        if b.weight().unwrap_or(0) != 0
+            || len(b.weight_device().as_ref().map(Vec::len))
+            || len(b.throttle_read_bps_device().as_ref().map(Vec::len))
+            || len(b.throttle_write_bps_device().as_ref().map(Vec::len))
+            || len(b.throttle_read_iops_device().as_ref().map(Vec::len))
+            || len(b.throttle_write_iops_device().as_ref().map(Vec::len))
+        {
+            need("io", "linux.resources.blockIO");
+        }
+    }
+    if let Some(c) = res.cpu() {
+        if c.shares().unwrap_or(0) != 0
+            || c.quota().unwrap_or(0) != 0
+            || c.period().unwrap_or(0) != 0
+            || c.idle().is_some()
+            || c.burst().is_some()
+        {
+            need("cpu", "linux.resources.cpu");
+        }
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+        if set(c.cpus()) || set(c.mems()) {
+            need("cpuset", "linux.resources.cpu.cpus/mems");
+        }
+    }
+    if res
+        .hugepage_limits()
+        .as_ref()
+        .is_some_and(|l| !l.is_empty())
+    {
+        need("hugetlb", "linux.resources.hugepageLimits");
+    }
+    if res.rdma().as_ref().is_some_and(|r| !r.is_empty()) {
+        need("rdma", "linux.resources.rdma");
+    }
+    if let Some(u) = res.unified() {
+        let mut keys: Vec<&String> = u.keys().collect();
+        keys.sort();
+        for k in keys {
+            let c = k.split('.').next().unwrap_or("");
+            if let Some(c) = [
+                "cpu", "cpuset", "io", "memory", "pids", "hugetlb", "rdma", "misc",
+            ]
+            .into_iter()
+            .find(|x| *x == c)
+            {
+                need(c, &format!("linux.resources.unified.{k}"));
+            }
+        }
+    }
+    out
+}
+
+/// User mode: every controller `res` needs must be delegated to the user manager, i.e. listed
+/// in its cgroup's `cgroup.controllers` (`available`, read from `file`); otherwise the error
+/// names the controller, what asked for it and how to delegate it.
+pub(crate) fn check_delegated(
+    res: &LinuxResources,
+    available: &str,
+    file: &Path,
+) -> Result<(), CgroupError> {
+    let have: Vec<&str> = available.split_whitespace().collect();
+    let missing: Vec<(&str, String)> = needed_controllers(res)
+        .into_iter()
+        .filter(|(c, _)| !have.contains(c))
+        .collect();
+    let Some((first, field)) = missing.first() else {
+        return Ok(());
+    };
+    let names: Vec<&str> = missing.iter().map(|(c, _)| *c).collect();
+    Err(CgroupError::ControllerMissing {
+        what: field.clone(),
+        controller: first.to_string(),
+        detail: format!(
+            "is not delegated to the user's systemd instance ({} lists {:?}; missing: {}): add a drop-in for user@.service with `[Service] Delegate=cpu cpuset io memory pids`, then restart the user manager (see docs/rootless.md)",
+            file.display(),
+            available.trim(),
+            names.join(" ")
+        ),
+    })
 }
 
 /// systemd's USEC_INFINITY.

@@ -32,22 +32,22 @@ fn cgroups_path_parts_and_defaults() {
         assert!(e.starts_with("linux.cgroupsPath: "), "{e}");
         assert!(e.contains("slice:prefix:name"), "{e}");
     }
-    let (u, p) = Unit::resolve(None, "c1").unwrap();
+    let (u, p) = Unit::resolve(None, "c1", None).unwrap();
     assert_eq!(u.name, "runc-c1.scope");
     assert_eq!(u.slice, "system.slice");
     assert_eq!(p, "/system.slice");
-    let (u, p) = Unit::resolve(Some("a-b.slice:pre:n"), "c1").unwrap();
+    let (u, p) = Unit::resolve(Some("a-b.slice:pre:n"), "c1", None).unwrap();
     assert_eq!(u.name, "pre-n.scope");
     assert_eq!(u.container, "n");
     assert_eq!(p, "/a.slice/a-b.slice");
     // Empty slice part: the default slice.
     assert_eq!(
-        Unit::resolve(Some(":p:n"), "c").unwrap().0.slice,
+        Unit::resolve(Some(":p:n"), "c", None).unwrap().0.slice,
         "system.slice"
     );
     // A slice given as the name is the unit (runc).
     assert_eq!(
-        Unit::resolve(Some("system.slice:p:x.slice"), "c")
+        Unit::resolve(Some("system.slice:p:x.slice"), "c", None)
             .unwrap()
             .0
             .name,
@@ -62,7 +62,7 @@ fn bad_unit_names_are_refused() {
         "system.slice:p:a/b",
         "system.slice:p q:n",
     ] {
-        let e = Unit::resolve(Some(bad), "c").unwrap_err().to_string();
+        let e = Unit::resolve(Some(bad), "c", None).unwrap_err().to_string();
         assert!(e.starts_with("linux.cgroupsPath: "), "{bad}: {e}");
     }
 }
@@ -91,7 +91,7 @@ fn slice_expansion() {
 
 #[test]
 fn base_properties_of_a_scope() {
-    let (u, _) = Unit::resolve(Some("k.slice:pre:ctr"), "id").unwrap();
+    let (u, _) = Unit::resolve(Some("k.slice:pre:ctr"), "id", None).unwrap();
     let p = u.base_properties(42, Mode::V2);
     assert_eq!(
         find(&p, "Description"),
@@ -386,4 +386,118 @@ fn init_cgroup_base_per_hierarchy() {
         ),
         PathBuf::from("/sys/fs/cgroup/pids/a.slice/a-b.slice/p-n.scope")
     );
+}
+
+#[test]
+fn user_mode_decision() {
+    let initial = "         0          0 4294967295\n";
+    // Real root: the system manager.
+    assert!(!user_mode(0, Some(initial)));
+    assert!(!user_mode(0, None));
+    // An unprivileged caller.
+    assert!(user_mode(1001, Some(initial)));
+    // uid 0 of rootless podman's user namespace (0 -> 1001, then the subordinate ids).
+    let podman = "         0       1001          1\n         1     300000      65536\n";
+    assert!(user_mode(0, Some(podman)));
+    assert_eq!(host_uid(podman, 0), Some(1001));
+    assert_eq!(host_uid(podman, 5), Some(300004));
+    assert_eq!(host_uid(podman, 65537), None);
+    // A user namespace whose uid 0 is the host's root: still the system manager (runc asks
+    // the bus for its owner uid and gets 0 there).
+    assert!(!user_mode(0, Some("0 0 1\n")));
+}
+
+#[test]
+fn user_mode_default_slice() {
+    let mgr = "/user.slice/user-1001.slice/user@1001.service";
+    let (u, p) = Unit::resolve(None, "c1", Some(mgr)).unwrap();
+    assert_eq!(u.slice, "user.slice");
+    assert_eq!(p, "/user.slice");
+    assert!(u.is_user());
+    let (u, p) = Unit::resolve(Some("a-b.slice:pre:n"), "c1", Some(mgr)).unwrap();
+    assert_eq!(
+        (u.slice.as_str(), p.as_str()),
+        ("a-b.slice", "/a.slice/a-b.slice")
+    );
+    assert_eq!(u.user_manager.as_deref(), Some(mgr));
+}
+
+#[test]
+fn session_bus_addresses() {
+    use bus::{parse_address, user_targets, Target};
+    assert_eq!(
+        parse_address("unix:path=/run/user/1001/bus"),
+        vec![Target::Path("/run/user/1001/bus".into())]
+    );
+    assert_eq!(
+        parse_address("tcp:host=x,port=1;unix:abstract=/tmp/dbus-x%2cy,guid=ab;unix:path=/a%20b"),
+        vec![
+            Target::Abstract(b"/tmp/dbus-x,y".to_vec()),
+            Target::Path("/a b".into())
+        ]
+    );
+    // A bad escape is kept as it is.
+    assert_eq!(
+        parse_address("unix:path=/a%zz%4"),
+        vec![Target::Path("/a%zz%4".into())]
+    );
+    let none = |_: &std::path::Path| false;
+    let all = |_: &std::path::Path| true;
+    // DBUS_SESSION_BUS_ADDRESS wins and is a bus.
+    assert_eq!(
+        user_targets(Some("unix:path=/b"), Some("/run/user/1"), &all).unwrap(),
+        vec![(Target::Path("/b".into()), true)]
+    );
+    let e = user_targets(Some("tcp:host=x"), None, &all).unwrap_err();
+    assert!(e.contains("no unix:path="), "{e}");
+    // Else $XDG_RUNTIME_DIR/bus, then the user manager's private socket (no bus).
+    assert_eq!(
+        user_targets(None, Some("/run/user/1"), &all).unwrap(),
+        vec![
+            (Target::Path("/run/user/1/bus".into()), true),
+            (Target::Path("/run/user/1/systemd/private".into()), false)
+        ]
+    );
+    let e = user_targets(None, Some("/run/user/1"), &none).unwrap_err();
+    assert!(
+        e.contains("/run/user/1/bus") && e.contains("enable-linger"),
+        "{e}"
+    );
+    let e = user_targets(None, None, &all).unwrap_err();
+    assert!(e.contains("XDG_RUNTIME_DIR"), "{e}");
+}
+
+#[test]
+fn controllers_a_user_manager_must_have() {
+    let r = res(r#"{"memory": {"limit": 67108864}, "pids": {"limit": 32},
+                   "devices": [{"allow": false, "access": "rwm"}]}"#);
+    let need: Vec<&str> = needed_controllers(&r).iter().map(|(c, _)| *c).collect();
+    assert_eq!(need, ["pids", "memory"]);
+    let r = res(
+        r#"{"cpu": {"quota": 50000, "cpus": "0"}, "blockIO": {"weight": 100},
+                   "hugepageLimits": [{"pageSize": "2MB", "limit": 0}],
+                   "unified": {"memory.high": "1M", "cgroup.freeze": "0", "misc.max": "x 1"}}"#,
+    );
+    let need: Vec<&str> = needed_controllers(&r).iter().map(|(c, _)| *c).collect();
+    assert_eq!(need, ["io", "cpu", "cpuset", "hugetlb", "memory", "misc"]);
+    // Zero values ask for nothing.
+    let r = res(r#"{"memory": {"limit": 0}, "pids": {"limit": 0}, "cpu": {}}"#);
+    assert!(needed_controllers(&r).is_empty());
+
+    // systemd 252's default Delegate= for user@.service.
+    let file = std::path::Path::new("/sys/fs/cgroup/u/cgroup.controllers");
+    let r = res(r#"{"memory": {"limit": 67108864}, "pids": {"limit": 32}}"#);
+    check_delegated(&r, "cpu memory pids\n", file).unwrap();
+    let r = res(r#"{"pids": {"limit": 32}, "blockIO": {"weight": 100},
+                   "cpu": {"cpus": "0"}}"#);
+    let e = check_delegated(&r, "cpu memory pids\n", file)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("linux.resources.blockIO: the io controller is not delegated"),
+        "{e}"
+    );
+    assert!(e.contains("missing: io cpuset"), "{e}");
+    assert!(e.contains("Delegate=cpu cpuset io memory pids"), "{e}");
+    assert!(e.contains("/sys/fs/cgroup/u/cgroup.controllers"), "{e}");
 }
