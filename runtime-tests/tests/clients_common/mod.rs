@@ -586,6 +586,9 @@ pub struct Harness {
     watchdog: Mutex<Option<(Child, ChildStdin)>>,
 }
 
+/// How long a private daemon (containerd, dockerd) may take to answer after its start.
+const DAEMON_READY: Duration = Duration::from_secs(120);
+
 static HARNESS: OnceLock<Result<Harness, String>> = OnceLock::new();
 static SKIP: OnceLock<Option<String>> = OnceLock::new();
 
@@ -813,7 +816,9 @@ impl Harness {
         log: &str,
         mut ready: impl FnMut() -> bool,
     ) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // A guard against a hang, not a timing guess: the loop ends as soon as the daemon
+        // answers or exits. dockerd under qemu TCG with a loaded host took over 30 s.
+        let deadline = Instant::now() + DAEMON_READY;
         let mut exited = false;
         while Instant::now() < deadline && !exited {
             if ready() {
@@ -827,9 +832,9 @@ impl Harness {
         Err(format!(
             "{what} {}; log tail:\n{}",
             if exited {
-                "exited"
+                "exited".to_string()
             } else {
-                "not ready after 30 s"
+                format!("not ready after {} s", DAEMON_READY.as_secs())
             },
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         ))
