@@ -4,7 +4,8 @@
 //!
 //! These tests need systemd as PID 1 (run them in runtime-tests/vm/sdguest, v2 and hybrid).
 //! Without it they print `SKIP <test>: <why>` and pass, unless KAKURI_SYSTEMD_TESTS_REQUIRED=1.
-//! With KAKURI_BIN=/usr/sbin/runc they check runc itself (the control).
+//! With KAKURI_BIN=/usr/sbin/runc they check runc itself (the control). The checkpoint/restore
+//! test also needs CRIU (see `checkpoint_restore_in_the_scope`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -487,5 +488,187 @@ fn cgroup_mount_shows_own_scope() {
         }
         assert!(!unit_listed(&format!("kt-{id}.scope")));
     }
+    env.finish();
+}
+
+/// Why CRIU cannot work here (`criu check`'s first line), or None when it can.
+fn criu_unusable() -> Option<String> {
+    match Command::new("criu").arg("check").output() {
+        Err(e) => Some(format!("criu not runnable: {e}")),
+        Ok(o) if o.status.success() => None,
+        Ok(o) => {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned()
+                + &String::from_utf8_lossy(&o.stderr);
+            Some(format!(
+                "criu check failed: {}",
+                text.lines().find(|l| l.contains("Error")).unwrap_or(&text)
+            ))
+        }
+    }
+}
+
+/// The counter's numbers (one a line in the rootfs' /tmp/count).
+fn counts(b: &Bundle) -> Vec<u64> {
+    fs::read_to_string(b.rootfs().join("tmp/count"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+fn wait_counts(b: &Bundle, more_than: usize) -> Vec<u64> {
+    wait_for(
+        &format!("more than {more_than} counts"),
+        WAIT_TIMEOUT * 4,
+        || {
+            let c = counts(b);
+            (c.len() > more_than).then_some(c)
+        },
+    )
+}
+
+/// `--systemd-cgroup <args>` with the container's stdio on /dev/null (CRIU can dump only files
+/// it finds in the container's mounts) and the runtime's errors in a --log file.
+fn sd_quiet(env: &TestEnv, name: &str, args: &[&str]) -> CmdOutput {
+    let log = env.dir().join(format!("{name}.log"));
+    let mut all = vec!["--log", log.to_str().unwrap(), SD];
+    all.extend_from_slice(args);
+    let status = env
+        .rt()
+        .cmd(&all)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run the runtime");
+    CmdOutput {
+        cmdline: all.join(" "),
+        code: status.code(),
+        signal: None,
+        stdout: String::new(),
+        stderr: fs::read_to_string(&log).unwrap_or_default(),
+        stdout_path: PathBuf::from("/dev/null"),
+        stderr_path: log,
+    }
+}
+
+/// The limits of the restored container in the scope's cgroup files (64 MiB, 50 pids).
+fn assert_limits(pid: i32, cg: &str) {
+    if is_v2() {
+        let d = cgroup_dir(pid, "");
+        assert_eq!(d, Path::new("/sys/fs/cgroup").join(&cg[1..]));
+        assert_eq!(read_trim(&d.join("memory.max")), "67108864");
+        assert_eq!(read_trim(&d.join("pids.max")), "50");
+    } else {
+        let mem = cgroup_dir(pid, "memory");
+        assert!(mem.ends_with(&cg[1..]), "{} is not {cg}", mem.display());
+        assert_eq!(read_trim(&mem.join("memory.limit_in_bytes")), "67108864");
+        let pids = cgroup_dir(pid, "pids");
+        assert!(pids.ends_with(&cg[1..]), "{} is not {cg}", pids.display());
+        assert_eq!(read_trim(&pids.join("pids.max")), "50");
+    }
+}
+
+/// checkpoint + restore under the driver (podman's default cgroup manager on systemd hosts):
+/// the restored counter goes on counting, in the container's scope, started again for the
+/// restore and holding the restored init (`systemctl status`), with the limits in its cgroup
+/// files; delete stops it. Needs CRIU as well as systemd: SKIP where `criu check` fails, unless
+/// KAKURI_SYSTEMD_CRIU_REQUIRED=1 (runtime-tests/vm/run-systemd-tests sets it: its guest boots
+/// Debian's 6.1 kernel with the modules CRIU 3.17 needs, see vm/sdsetup).
+#[test]
+fn checkpoint_restore_in_the_scope() {
+    if !systemd_or_skip("checkpoint_restore_in_the_scope") {
+        return;
+    }
+    if let Some(why) = criu_unusable() {
+        assert!(
+            std::env::var("KAKURI_SYSTEMD_CRIU_REQUIRED").as_deref() != Ok("1"),
+            "checkpoint_restore_in_the_scope: {why}, and KAKURI_SYSTEMD_CRIU_REQUIRED=1"
+        );
+        eprintln!("SKIP checkpoint_restore_in_the_scope: {why}");
+        return;
+    }
+    let env = TestEnv::new();
+    let id = env.new_id();
+    let unit = format!("kakuri-{id}.scope");
+    let cg = format!("/system.slice/{unit}");
+    let mut b = env.bundle();
+    b.set_sh("i=0; while :; do i=$((i+1)); echo $i >> /tmp/count; sleep 0.05; done");
+    b.set_cgroups_path(&format!("system.slice:kakuri:{id}"));
+    b.set(
+        "/linux/resources",
+        json!({"memory": {"limit": 67108864}, "pids": {"limit": 50}}),
+    );
+    // A unit property from the annotations, which restore must pass on as create does.
+    b.set_annotation("org.systemd.property.CollectMode", "'inactive-or-failed'");
+    b.write();
+    let dir = b.dir().to_str().unwrap().to_string();
+    sd_quiet(&env, "run", &["run", "--detach", "--bundle", &dir, &id]).ok();
+    let pid = state_pid(&env, &id);
+    assert_limits(pid, &cg);
+    wait_counts(&b, 3);
+
+    let img = env.dir().join("img");
+    let img = img.to_str().unwrap();
+    sd_quiet(
+        &env,
+        "checkpoint",
+        &["checkpoint", "--image-path", img, &id],
+    )
+    .ok();
+    // The container is gone, and with it its unit.
+    assert_ne!(sd(&env, &["state", &id]).code, Some(0), "{id} still exists");
+    assert!(!unit_listed(&unit), "{unit} still listed after checkpoint");
+    let before = counts(&b);
+
+    sd_quiet(
+        &env,
+        "restore",
+        &[
+            "restore",
+            "--detach",
+            "--image-path",
+            img,
+            "--bundle",
+            &dir,
+            &id,
+        ],
+    )
+    .ok();
+    assert_eq!(status(&env, &id), "running");
+    let pid = state_pid(&env, &id);
+    // The unit is started again and holds the restored init.
+    assert_eq!(unit_prop(&unit, "ActiveState"), "active");
+    assert_eq!(unit_prop(&unit, "ControlGroup"), cg);
+    let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(
+        own.lines().any(|l| l.ends_with(&cg)),
+        "restored init {pid} is not in {cg}: {own}"
+    );
+    let (_, st) = systemctl(&["status", "--no-pager", "--full", &unit]);
+    assert!(
+        st.lines().any(|l| l
+            .trim_start_matches(|c: char| !c.is_ascii_digit())
+            .split_whitespace()
+            .next()
+            == Some(pid.to_string().as_str())),
+        "systemctl status {unit} does not show the restored init {pid}:\n{st}"
+    );
+    assert_limits(pid, &cg);
+    assert_eq!(unit_prop(&unit, "TasksMax"), "50");
+    assert_eq!(unit_prop(&unit, "CollectMode"), "inactive-or-failed");
+    // It goes on counting from where it was: one run of numbers.
+    let after = wait_counts(&b, before.len() + 3);
+    let expect: Vec<u64> = (1..=after.len() as u64).collect();
+    assert_eq!(after, expect, "counting did not continue");
+
+    sd(&env, &["delete", "--force", &id]).ok();
+    assert!(!unit_listed(&unit), "{unit} still listed after delete");
+    assert!(
+        !Path::new("/sys/fs/cgroup").join(&cg[1..]).exists()
+            && !Path::new("/sys/fs/cgroup/memory").join(&cg[1..]).exists()
+            && !Path::new("/sys/fs/cgroup/pids").join(&cg[1..]).exists(),
+        "cgroup directories of {cg} left"
+    );
     env.finish();
 }

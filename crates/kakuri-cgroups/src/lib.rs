@@ -122,7 +122,9 @@ pub trait CgroupManager {
 
     /// Put the new init `pid` in the container cgroup, with `res` (the limits with the device
     /// rules), once it is forked; `in_cgroup2`: it was cloned into
-    /// [`CgroupManager::clone_into_dir`] already.
+    /// [`CgroupManager::clone_into_dir`] already. `restore` places the CRIU process here the
+    /// same way (after [`CgroupManager::create`] and [`CgroupManager::apply_before_init`]),
+    /// and CRIU restores the container's processes into the cgroup it is in.
     fn place_init(
         &self,
         pid: i32,

@@ -570,12 +570,22 @@ impl Runtime {
                 serde_json::from_slice(&b)
                     .map_err(|e| Error::msg(format!("{}: {e}", fds_path.display())))
             })?;
-        let cgroup = Manager::new(
+        let mut cgroup = Manager::new(
             linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
             id,
             self.systemd_cgroup,
         )
         .map_err(|e| Error::msg(e.to_string()))?;
+        // As create: the systemd driver's unit properties from the annotations, and the
+        // resources it cannot express refused before anything exists.
+        cgroup
+            .set_unit_annotations(&spec.annotations().clone().unwrap_or_default())
+            .map_err(|e| Error::msg(e.to_string()))?;
+        if let Some(r) = linux.resources() {
+            cgroup
+                .check_resources(r)
+                .map_err(|e| Error::msg(e.to_string()))?;
+        }
         let mut st = State {
             id: id.to_string(),
             pid: 0,
@@ -625,8 +635,10 @@ impl Runtime {
             .collect();
         rules.extend(crate::create::default_device_rules(&dev_paths));
         resources.set_devices(Some(rules));
+        // Where the cgroup exists before a process is placed (cgroupfs) the limits are set now;
+        // the systemd driver's unit is started with CRIU's pid below, which sets them.
         cgroup
-            .apply(&resources)
+            .apply_before_init(&resources)
             .map_err(|e| Error::msg(e.to_string()))?;
 
         // CRIU wants the root to be a mount point whose parent is not overmounted. It is made
@@ -756,9 +768,12 @@ impl Runtime {
         let raw: Vec<i32> = inherit.iter().map(|f| f.as_raw_fd()).collect();
         let swrk = Swrk::start(&o.criu_path(), &raw, true).map_err(Error::msg)?;
         drop(inherit);
-        // CRIU restores the processes into the cgroup it runs in.
+        // CRIU restores the processes into the cgroup it runs in: it is placed there as an init
+        // would be (runc applies its cgroup manager to CRIU's pid the same way). cgroupfs moves
+        // it into the directories made above; the systemd driver starts the container's unit
+        // with CRIU in it and then writes the limits into the unit's directories.
         cgroup
-            .add_task(swrk.child.id() as i32)
+            .place_init(swrk.child.id() as i32, false, &resources)
             .map_err(|e| Error::msg(e.to_string()))?;
         swrk.send(&req).map_err(Error::msg)?;
         let mut pid = 0;
