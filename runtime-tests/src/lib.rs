@@ -1728,6 +1728,25 @@ pub fn build_sdnotify(dst: &Path, scratch: &Path) {
     );
 }
 
+/// Why CRIU cannot work on this machine (the gist of `criu check`'s output), or None when it
+/// can; asked once per test binary.
+pub fn criu_unusable() -> Option<String> {
+    static R: OnceLock<Option<String>> = OnceLock::new();
+    R.get_or_init(|| match Command::new("criu").arg("check").output() {
+        Err(e) => Some(format!("criu not runnable: {e}")),
+        Ok(o) if o.status.success() => None,
+        Ok(o) => {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned()
+                + &String::from_utf8_lossy(&o.stderr);
+            Some(format!(
+                "criu check failed: {}",
+                text.lines().find(|l| l.contains("Error")).unwrap_or(&text)
+            ))
+        }
+    })
+    .clone()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

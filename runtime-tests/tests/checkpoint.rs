@@ -9,24 +9,8 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 
 use kakuri_runtime_tests::*;
-
-/// Why CRIU cannot work here (`criu check`'s output), or None when it can.
-fn criu_unusable() -> Option<String> {
-    static R: OnceLock<Option<String>> = OnceLock::new();
-    R.get_or_init(|| match Command::new("criu").arg("check").output() {
-        Err(e) => Some(format!("criu not runnable: {e}")),
-        Ok(o) if o.status.success() => None,
-        Ok(o) => Some(format!(
-            "criu check failed: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )),
-    })
-    .clone()
-}
 
 /// Prints SKIP and returns true when CRIU cannot work on this kernel.
 fn skip_without_criu(test: &str) -> bool {

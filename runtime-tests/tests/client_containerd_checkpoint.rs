@@ -10,9 +10,8 @@
 mod clients_common;
 
 use clients_common::{client_test, run_cmd, wait_until, Harness, Kind, Output, CTR_IMAGE};
+use kakuri_runtime_tests::criu_unusable;
 use std::path::Path;
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Tests in this file; the last one to finish stops containerd.
@@ -20,20 +19,6 @@ const TESTS: usize = clients_common::count_tests(include_str!("client_containerd
 
 /// containerd under qemu TCG is slow.
 const T: Duration = Duration::from_secs(240);
-
-fn criu_unusable() -> Option<String> {
-    static R: OnceLock<Option<String>> = OnceLock::new();
-    R.get_or_init(|| match Command::new("criu").arg("check").output() {
-        Err(e) => Some(format!("criu not runnable: {e}")),
-        Ok(o) if o.status.success() => None,
-        Ok(o) => Some(format!(
-            "criu check failed: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )),
-    })
-    .clone()
-}
 
 fn ctr(h: &Harness, args: &[&str]) -> Output {
     let mut c = h.ctr();

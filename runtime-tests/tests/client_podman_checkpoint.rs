@@ -11,8 +11,7 @@
 mod clients_common;
 
 use clients_common::{client_test, run_cmd, wait_until, Harness, Kind, Output, IMAGE};
-use std::process::Command;
-use std::sync::OnceLock;
+use kakuri_runtime_tests::criu_unusable;
 use std::time::Duration;
 
 /// Tests in this file; the last one to finish tears the private podman down.
@@ -35,21 +34,6 @@ fn is_runc() -> bool {
     clients_common::kakuri_bin()
         .file_name()
         .is_some_and(|n| n == "runc")
-}
-
-/// Why CRIU cannot work here (`criu check`), or None.
-fn criu_unusable() -> Option<String> {
-    static R: OnceLock<Option<String>> = OnceLock::new();
-    R.get_or_init(|| match Command::new("criu").arg("check").output() {
-        Err(e) => Some(format!("criu not runnable: {e}")),
-        Ok(o) if o.status.success() => None,
-        Ok(o) => Some(format!(
-            "criu check failed: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )),
-    })
-    .clone()
 }
 
 fn checkpoint_test(name: &str, body: impl FnOnce(&Harness)) {

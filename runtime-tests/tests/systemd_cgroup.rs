@@ -491,22 +491,6 @@ fn cgroup_mount_shows_own_scope() {
     env.finish();
 }
 
-/// Why CRIU cannot work here (`criu check`'s first line), or None when it can.
-fn criu_unusable() -> Option<String> {
-    match Command::new("criu").arg("check").output() {
-        Err(e) => Some(format!("criu not runnable: {e}")),
-        Ok(o) if o.status.success() => None,
-        Ok(o) => {
-            let text = String::from_utf8_lossy(&o.stdout).into_owned()
-                + &String::from_utf8_lossy(&o.stderr);
-            Some(format!(
-                "criu check failed: {}",
-                text.lines().find(|l| l.contains("Error")).unwrap_or(&text)
-            ))
-        }
-    }
-}
-
 /// The counter's numbers (one a line in the rootfs' /tmp/count).
 fn counts(b: &Bundle) -> Vec<u64> {
     fs::read_to_string(b.rootfs().join("tmp/count"))
