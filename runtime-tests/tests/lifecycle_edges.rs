@@ -259,6 +259,89 @@ fn list_json_is_runcs_byte_for_byte() {
     env.finish();
 }
 
+/// A long `list` (32 containers or more) tells stopped containers from live ones by one walk of
+/// /proc instead of a kill(2) each: every container's status there is still the one `state`
+/// gives, for stopped, created, running and paused containers alike, and a short list (the
+/// path without the walk) says the same of the live ones.
+#[test]
+fn long_list_statuses_match_state() {
+    let env = TestEnv::new();
+    let mut quick = env.bundle();
+    quick.set_args(&["true"]);
+    let mut long = env.bundle();
+    long.set_args(&["sleep", "600"]);
+    let statuses = |env: &TestEnv| -> Vec<(String, String, i64)> {
+        let out = env.run(&["list", "-f", "json"]);
+        out.ok();
+        let v: Value = serde_json::from_str(&out.stdout).expect("list json");
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        (
+                            e["id"].as_str().unwrap_or_default().to_string(),
+                            e["status"].as_str().unwrap_or_default().to_string(),
+                            e["pid"].as_i64().unwrap_or(-1),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (created, running, paused) = (env.create(&long), env.create(&long), env.create(&long));
+    running.start();
+    paused.start();
+    paused.cmd("pause", &[]).ok();
+    let short = statuses(&env);
+    let want_live = [
+        (created.id(), "created"),
+        (running.id(), "running"),
+        (paused.id(), "paused"),
+    ];
+    for (id, want) in want_live {
+        let got = short.iter().find(|(i, _, _)| i == id);
+        assert_eq!(
+            got.map(|g| g.1.as_str()),
+            Some(want),
+            "short list: {short:?}"
+        );
+    }
+    let mut stopped = Vec::new();
+    for _ in 0..33 {
+        let c = env.create(&quick);
+        c.start();
+        c.wait_status("stopped");
+        stopped.push(c);
+    }
+    let all = statuses(&env);
+    assert_eq!(all.len(), 36, "{all:?}");
+    for (id, status, pid) in &all {
+        let st = env.run(&["state", id]);
+        st.ok();
+        let v: Value = serde_json::from_str(&st.stdout).expect("state json");
+        assert_eq!(
+            v["status"].as_str(),
+            Some(status.as_str()),
+            "{id}: list {all:?}"
+        );
+        assert_eq!(v["pid"].as_i64(), Some(*pid), "{id}");
+    }
+    for (id, want) in want_live {
+        let got = all.iter().find(|(i, _, _)| i == id);
+        assert_eq!(got.map(|g| g.1.as_str()), Some(want), "long list: {all:?}");
+    }
+    assert_eq!(
+        all.iter()
+            .filter(|(_, s, p)| s == "stopped" && *p == 0)
+            .count(),
+        33,
+        "{all:?}"
+    );
+    paused.cmd("resume", &[]).ok();
+    drop((created, running, paused, stopped));
+    env.finish();
+}
+
 /// runc reads `exec -p` into a Go struct: without `user` the process runs as uid 0, gid 0,
 /// whatever user the container's own process has.
 #[test]

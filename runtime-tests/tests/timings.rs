@@ -106,6 +106,28 @@ fn run_with_timings_prints_every_phase_group() {
     ] {
         has(&phases, "kakuri", phase);
     }
+    // The re-execution from the read-only binary comes before the arguments are parsed, and
+    // they are parsed once (not again by the re-executed runtime), unless the binary already
+    // sits on a read-only mount and is not re-executed at all.
+    let runtime: Vec<&str> = phases
+        .iter()
+        .filter(|(p, _)| p == "kakuri")
+        .map(|(_, n)| n.as_str())
+        .collect();
+    let parses = runtime.iter().filter(|n| **n == "parse arguments").count();
+    assert_eq!(parses, 1, "arguments parsed {parses} times: {runtime:#?}");
+    let reexec = runtime
+        .iter()
+        .position(|n| *n == "re-exec from the read-only binary");
+    if binary_on_read_only_mount(env.rt().bin()) {
+        assert_eq!(reexec, None, "{runtime:#?}");
+    } else {
+        let parse = runtime.iter().position(|n| *n == "parse arguments");
+        assert!(
+            reexec.is_some() && reexec < parse,
+            "no re-exec before the parse: {runtime:#?}"
+        );
+    }
     // On a pure cgroup v2 host the init is cloned straight into its cgroup (CLONE_INTO_CGROUP):
     // no cgroup.procs is written there; elsewhere the init joins its v1 cgroups itself
     // (their `tasks` files), or, with KAKURI_V1_SELF_JOIN=0, the runtime moves it there.
@@ -222,4 +244,14 @@ fn timings_file_for_create_start_exec_delete() {
     has(&exec, "kakuri", "wait: the process exits");
     has(&phases_of(&lines[5]), "kakuri", "remove the state dir");
     env.finish();
+}
+
+/// Whether `bin` is on a read-only mount (statvfs' ST_RDONLY: the mount's flag, so a read-only
+/// bind of a writable filesystem counts), where the runtime runs as it is.
+fn binary_on_read_only_mount(bin: &Path) -> bool {
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    statvfs(bin)
+        .unwrap_or_else(|e| panic!("statvfs {}: {e}", bin.display()))
+        .flags()
+        .contains(FsFlags::ST_RDONLY)
 }

@@ -203,6 +203,15 @@ fn wait_gone(pid: i32, timeout: Duration) -> bool {
     }
 }
 
+/// Make sure the runtime binary this process (and every process it forks) runs from cannot be
+/// written through `/proc/<pid>/exe` (CVE-2019-5736): re-executes this process once from a
+/// read-only view of it when it is not (see `kakuri_isolate::selfexe`). `create`, `run` and
+/// `exec` do this themselves first; the command line calls it earlier, before it parses its
+/// arguments, so that they are parsed once. Must be called while single-threaded.
+pub fn protect_runtime_binary() -> Result<(), Error> {
+    kakuri_isolate::selfexe::protect().map_err(Error::msg)
+}
+
 /// Parse a signal as runc does: a name with or without `SIG`, or a number (0 only checks that
 /// the process exists, as kill(2)).
 pub fn parse_signal(s: &str) -> Result<i32, Error> {
@@ -476,6 +485,7 @@ impl Runtime {
         let mut names: std::collections::HashMap<u32, String> = std::collections::HashMap::new();
         let mut buf = Vec::with_capacity(16 << 10);
         let mut name = Vec::with_capacity(128);
+        let mut ids: Vec<Vec<u8>> = Vec::new();
         for ent in dir.iter() {
             let Ok(ent) = ent else { continue };
             let id = ent.file_name().to_bytes();
@@ -486,6 +496,18 @@ impl Runtime {
             if matches!(ent.file_type(), Some(t) if t != Type::Directory && t != Type::Symlink) {
                 continue;
             }
+            ids.push(id.to_vec());
+        }
+        // A long list is mostly stopped containers: one walk of /proc (a few system calls)
+        // then tells them apart instead of a kill(2) each. Not worth its dozen calls for a
+        // short one.
+        let live = if ids.len() >= 32 {
+            state::ProcSnapshot::take()
+        } else {
+            None
+        };
+        for id in &ids {
+            let id = id.as_slice();
             name.clear();
             name.extend_from_slice(id);
             name.extend_from_slice(b"/state.json\0");
@@ -499,7 +521,11 @@ impl Runtime {
             // Only a live container needs the rest: the fifo (created) and the freezer (paused).
             let status = if sum.pid == 0 {
                 Status::Creating
-            } else if !sum.init_alive() {
+            } else if live
+                .as_ref()
+                .is_some_and(|l| l.surely_dead(sum.pid, sum.start_time))
+                || !sum.init_alive()
+            {
                 Status::Stopped
             } else {
                 match serde_json::from_slice::<State>(&buf) {

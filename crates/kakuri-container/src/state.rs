@@ -558,6 +558,78 @@ fn pid_is(pid: i32, start_time: u64) -> bool {
     }
 }
 
+/// The processes alive in this pid namespace at one instant, read from one walk of `/proc`, so
+/// that `list` tells its stopped containers (the bulk of a long list) from live ones without a
+/// system call each. Taken only where `/proc` shows this process every process of its pid
+/// namespace: uid 0 in the initial user namespace with `CAP_SYS_PTRACE` (`hidepid` hides
+/// nothing from it) and `/proc` of its own pid namespace (`/proc/self` names this process).
+pub struct ProcSnapshot {
+    /// Sorted.
+    pids: Vec<i32>,
+    /// Clock ticks after boot (the unit of a process's start time) when the walk began.
+    ticks: u64,
+}
+
+impl ProcSnapshot {
+    /// `None` where `/proc` cannot be trusted to show every process (see the type).
+    pub fn take() -> Option<ProcSnapshot> {
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0
+            || !caps::has_cap(
+                None,
+                caps::CapSet::Effective,
+                caps::Capability::CAP_SYS_PTRACE,
+            )
+            .unwrap_or(false)
+            || crate::rootless::in_user_namespace()
+        {
+            return None;
+        }
+        let me = std::fs::read_link("/proc/self").ok()?;
+        if me.to_str()?.parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
+        // SAFETY: sysconf has no memory effects.
+        let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok()?;
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid clock id and a pointer to a timespec the call fills (a vDSO call).
+        if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) } != 0 {
+            return None;
+        }
+        let ns =
+            u64::try_from(now.tv_sec).ok()? * 1_000_000_000 + u64::try_from(now.tv_nsec).ok()?;
+        let ticks = ns / (1_000_000_000 / hz.max(1));
+        use nix::fcntl::OFlag;
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let mut dir = nix::dir::Dir::open("/proc", flags, nix::sys::stat::Mode::empty()).ok()?;
+        let mut pids = Vec::with_capacity(512);
+        for ent in dir.iter() {
+            let ent = ent.ok()?;
+            if let Some(pid) = std::str::from_utf8(ent.file_name().to_bytes())
+                .ok()
+                .and_then(|n| n.parse::<i32>().ok())
+            {
+                pids.push(pid);
+            }
+        }
+        pids.sort_unstable();
+        Some(ProcSnapshot { pids, ticks })
+    }
+
+    /// Whether the process `pid` started at `start_time` is surely gone: it started before the
+    /// walk (with two ticks to spare for the rounding of both clocks) and the walk did not see
+    /// it. A process started after the walk, or one the walk saw, is left to [`State::status`]'s
+    /// own check (a pid seen may be another process's by now).
+    pub fn surely_dead(&self, pid: i32, start_time: u64) -> bool {
+        pid > 0
+            && start_time.saturating_add(2) < self.ticks
+            && self.pids.binary_search(&pid).is_err()
+    }
+}
+
 /// Start time (field 22) and state (field 3) of `/proc/<pid>/stat`, read with one `read(2)`
 /// into a buffer on the stack; `None` when the process is gone.
 fn proc_start_time(pid: i32) -> Option<(u64, u8)> {

@@ -8,7 +8,8 @@
 //! keeps an `O_PATH`/read-only handle and reopens it through `/proc/self/fd` once nothing
 //! executes the file any more) and overwrites the host's binary.
 //!
-//! [`protect`] runs at the start of `create`, `run` and `exec`. Unless the binary it runs from is
+//! [`protect`] runs at the start of `create`, `run` and `exec` (the command line calls it even
+//! earlier, before it parses its arguments, so that they are parsed once). Unless the binary it runs from is
 //! already on a read-only mount or a sealed memfd, it re-executes itself once, with the same
 //! arguments and environment, from a *detached read-only bind mount of its own file*
 //! (`open_tree(OPEN_TREE_CLONE)` + `mount_setattr(MOUNT_ATTR_RDONLY)` + `execveat(AT_EMPTY_PATH)`):
@@ -33,6 +34,10 @@ use crate::sys;
 
 /// Set in the environment of the re-executed runtime; removed by it at once.
 const MARKER: &str = "_KAKURI_EXE_PROTECTED";
+
+/// Set once [`protect`] has seen this process run from a protected binary: a process never
+/// changes its executable without an `execve`, so later calls need not look again.
+static PROTECTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// How the running binary is protected from being written through `/proc/<pid>/exe`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +74,9 @@ pub fn protection_of(fd: BorrowedFd) -> io::Result<Option<Protection>> {
 /// success). Must be called while single-threaded, before anything is created or read from the
 /// caller's descriptors.
 pub fn protect() -> Result<(), String> {
+    if PROTECTED.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(());
+    }
     let again = std::env::var_os(MARKER).is_some();
     if again {
         // Never seen by hooks, containers or exec'd processes.
@@ -90,6 +98,7 @@ pub fn protect() -> Result<(), String> {
     match protection {
         Ok(Some(p)) => {
             log::debug!("runtime binary protected: {p:?}");
+            PROTECTED.store(true, std::sync::atomic::Ordering::Relaxed);
             return Ok(());
         }
         Ok(None) => {}
