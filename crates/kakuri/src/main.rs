@@ -57,7 +57,7 @@ pub(crate) struct Cli {
 }
 
 #[derive(Args, Debug, Clone)]
-struct CreateArgs {
+pub(crate) struct CreateArgs {
     /// Container id
     id: String,
     /// Path to the bundle directory
