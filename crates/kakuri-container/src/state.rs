@@ -621,8 +621,8 @@ impl ProcSnapshot {
 
     /// Whether the process `pid` started at `start_time` is surely gone: it started before the
     /// walk (with two ticks to spare for the rounding of both clocks) and the walk did not see
-    /// it. A process started after the walk, or one the walk saw, is left to [`State::status`]'s
-    /// own check (a pid seen may be another process's by now).
+    /// it. A process started after the walk, or one the walk saw, is left to the usual check
+    /// ([`Summary::init_alive`]: a pid seen may be another process's by now).
     pub fn surely_dead(&self, pid: i32, start_time: u64) -> bool {
         pid > 0
             && start_time.saturating_add(2) < self.ticks

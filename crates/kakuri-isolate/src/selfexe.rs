@@ -9,18 +9,18 @@
 //! executes the file any more) and overwrites the host's binary.
 //!
 //! [`protect`] runs at the start of `create`, `run` and `exec` (the command line calls it even
-//! earlier, before it parses its arguments, so that they are parsed once). Unless the binary it runs from is
-//! already on a read-only mount or a sealed memfd, it re-executes itself once, with the same
-//! arguments and environment, from a *detached read-only bind mount of its own file*
+//! earlier, before it parses its arguments, so that they are parsed once). Unless the binary it
+//! runs from is already on a read-only mount or a sealed memfd, it re-executes itself once, with
+//! the same arguments and environment, from a *detached read-only bind mount of its own file*
 //! (`open_tree(OPEN_TREE_CLONE)` + `mount_setattr(MOUNT_ATTR_RDONLY)` + `execveat(AT_EMPTY_PATH)`):
 //! no copy, nothing mounted anywhere a process can see, and the mount goes away with the last
 //! process that runs from it. Every later `/proc/<pid>/exe` of the runtime, the init and exec's
 //! child then names a file on a read-only mount: opening it for writing fails with `EROFS` (with
-//! `ETXTBSY` first while a process still executes it), through any handle. Where the new mount
-//! API is missing or refused, a sealed memfd copy of the binary is executed instead (what
-//! runc 1.1 falls back to). Which one is used is decided by the kernel, never by the caller's
-//! environment: the marker variable set for the re-exec only stops a second attempt and is
-//! removed from the environment at once.
+//! `ETXTBSY` first while a process still executes it), through any handle. Where the new mount API
+//! is missing or refused, a sealed memfd copy of the binary is executed instead (what runc 1.1
+//! falls back to). Which one is used is decided by the kernel, never by the caller's environment:
+//! the marker variable set for the re-exec only stops a second attempt and is removed from the
+//! environment at once.
 
 use std::ffi::{CString, OsString};
 use std::io;
