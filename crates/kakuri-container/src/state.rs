@@ -573,8 +573,7 @@ pub struct ProcSnapshot {
 impl ProcSnapshot {
     /// `None` where `/proc` cannot be trusted to show every process (see the type).
     pub fn take() -> Option<ProcSnapshot> {
-        // SAFETY: geteuid cannot fail.
-        if unsafe { libc::geteuid() } != 0
+        if !nix::unistd::geteuid().is_root()
             || !caps::has_cap(
                 None,
                 caps::CapSet::Effective,
