@@ -1,20 +1,21 @@
 //! The command line of the short commands (`state`, `list`, `kill`, `delete`, `start`) and of
-//! `create` and `run` read without clap.
+//! `create`, `run` and `exec` read without clap.
 //!
 //! clap builds the definition of every command and option before it parses anything: about
 //! 0.3 ms of a `state` that takes 0.5 ms from `main` to its exit (`--timings`, quiet machine),
 //! and the heap and code pages that go with it (0.4 ms of a `run`). These commands are what
 //! clients such as containerd and podman call most often, with a handful of fixed options
-//! (`create --bundle B --pid-file P [--console-socket S] ID`), so [`parse`] reads
-//! exactly those forms and gives up (`None`) on anything else: `--help`, `--version`, an
-//! unknown or repeated option, `--`, a value that looks like an option, an `=`-less short
-//! option cluster, anything that is not UTF-8. clap then parses the same arguments as
-//! always, with its errors and help texts. What [`parse`] accepts it gives exactly the value
-//! clap gives (the tests compare both on many command lines).
+//! (`create --bundle B --pid-file P [--console-socket S] ID`, `exec --process F --detach
+//! --pid-file P ID`, `exec ID CMD...`), so [`parse`] reads exactly those forms and gives up
+//! (`None`) on anything else: `--help`, `--version`, an unknown or repeated option, `--`, a
+//! value that looks like an option, an `=`-less short option cluster, an option between
+//! `exec`'s id and its command, anything that is not UTF-8. clap then parses the same
+//! arguments as always, with its errors and help texts. What [`parse`] accepts it gives
+//! exactly the value clap gives (the tests compare both on many command lines).
 
 use std::path::PathBuf;
 
-use super::{Cli, Cmd, CreateArgs};
+use super::{Cli, Cmd, CreateArgs, ExecArgs};
 
 /// The global options of [`Cli`] that take a value, by long name.
 const GLOBAL_VALUES: &[&str] = &["root", "log", "log-format", "criu"];
@@ -65,8 +66,38 @@ pub(crate) fn parse(args: &[std::ffi::OsString]) -> Option<Cli> {
         preserve_fds: 0,
     };
     let (mut detach, mut keep, mut no_subreaper) = (false, false, false);
+    let mut exec = ExecArgs {
+        id: String::new(),
+        command: Vec::new(),
+        process: None,
+        tty: false,
+        console_socket: None,
+        cwd: None,
+        env: Vec::new(),
+        user: None,
+        additional_gids: Vec::new(),
+        cap: Vec::new(),
+        no_new_privs: false,
+        apparmor: None,
+        process_label: None,
+        preserve_fds: 0,
+        detach: false,
+        pid_file: None,
+        cgroup: Vec::new(),
+        ignore_paused: false,
+    };
     while let Some(a) = args.next() {
         let a = a?;
+        if name == "exec" && !positional.is_empty() {
+            // exec's command starts after the id and takes every word after it as it is
+            // (clap's trailing_var_arg). An option between the id and the command, or `--`
+            // anywhere, is left to clap.
+            if a == "--" || (exec.command.is_empty() && a.starts_with('-')) {
+                return None;
+            }
+            exec.command.push(a.to_string());
+            continue;
+        }
         if !a.starts_with('-') {
             positional.push(a);
             continue;
@@ -87,6 +118,16 @@ pub(crate) fn parse(args: &[std::ffi::OsString]) -> Option<Cli> {
             ("run", "-d" | "--detach") => flag(&mut seen, "detach", &mut detach)?,
             ("run", "--keep") => flag(&mut seen, "keep", &mut keep)?,
             ("run", "--no-subreaper") => flag(&mut seen, "no-subreaper", &mut no_subreaper)?,
+            ("exec", "-d" | "--detach") => flag(&mut seen, "detach", &mut exec.detach)?,
+            ("exec", "-t" | "--tty") => flag(&mut seen, "tty", &mut exec.tty)?,
+            ("exec", "--no-new-privs") => flag(&mut seen, "no-new-privs", &mut exec.no_new_privs)?,
+            ("exec", "--ignore-paused") => {
+                flag(&mut seen, "ignore-paused", &mut exec.ignore_paused)?
+            }
+            ("exec", "-p") => {
+                once(&mut seen, "process")?;
+                exec.process = Some(PathBuf::from(value(None, &mut args)?));
+            }
             ("create" | "run", "--no-pivot") => flag(&mut seen, "no-pivot", &mut create.no_pivot)?,
             ("create" | "run", "--no-new-keyring") => {
                 flag(&mut seen, "no-new-keyring", &mut create.no_new_keyring)?
@@ -104,14 +145,27 @@ pub(crate) fn parse(args: &[std::ffi::OsString]) -> Option<Cli> {
                         "console-socket" => create.console_socket = Some(v),
                         _ => create.pid_file = Some(v),
                     }
-                } else if creates && key == "preserve-fds" {
+                } else if name == "exec"
+                    && matches!(key, "process" | "console-socket" | "pid-file" | "cwd")
+                {
+                    once(&mut seen, key)?;
+                    let v = Some(PathBuf::from(value(inline, &mut args)?));
+                    match key {
+                        "process" => exec.process = v,
+                        "console-socket" => exec.console_socket = v,
+                        "pid-file" => exec.pid_file = v,
+                        _ => exec.cwd = v,
+                    }
+                } else if (creates || name == "exec") && key == "preserve-fds" {
                     once(&mut seen, key)?;
                     let v = value(inline, &mut args)?;
                     // Plain decimal digits only; clap's own reading of anything else stands.
                     if !v.bytes().all(|b| b.is_ascii_digit()) {
                         return None;
                     }
-                    create.preserve_fds = v.parse().ok()?;
+                    let n = v.parse().ok()?;
+                    create.preserve_fds = n;
+                    exec.preserve_fds = n;
                 } else {
                     global(&mut cli, &mut seen, key, inline, &mut args)?;
                 }
@@ -148,6 +202,10 @@ pub(crate) fn parse(args: &[std::ffi::OsString]) -> Option<Cli> {
                 keep,
                 no_subreaper,
             }
+        }
+        "exec" => {
+            exec.id = id(pos.next())?;
+            Cmd::Exec(Box::new(exec))
         }
         "list" => Cmd::List {
             format: match format.unwrap_or("table") {
@@ -301,6 +359,22 @@ mod tests {
             "run --detach --keep --no-subreaper x",
             "run --bundle /b --pid-file /p --console-socket /s --detach x",
             "--debug run --no-pivot x --root /r",
+            "exec x",
+            "exec x true",
+            "exec x sh -c true",
+            "exec x ls -la --color",
+            "exec x sh -c echo --root /r",
+            "exec -t x sh",
+            "exec --tty --detach x sh",
+            "exec -d -p /p x",
+            "exec --process /p --detach --pid-file /f x",
+            "--root /r --log /l --log-format json exec --process /p --detach --pid-file /f x",
+            "exec --process=/p --detach --pid-file=/f --console-socket /s --tty x",
+            "exec --pid-file /f --process /p -d --console-socket /s x",
+            "exec --preserve-fds 1 --process /p x",
+            "exec --cwd /tmp --no-new-privs --ignore-paused x pwd",
+            "exec --root /r x true",
+            "--systemd-cgroup exec x true",
         ] {
             assert!(check(line), "{line}: expected the fast path");
         }
@@ -359,7 +433,25 @@ mod tests {
             "run --keep=true x",
             "run --help",
             "create --pid-file -p x",
-            "exec x true",
+            "exec",
+            "exec -- x true",
+            "exec x -- true",
+            "exec x env -- true",
+            "exec x -t sh",
+            "exec x --root /r true",
+            "exec -p x",
+            "exec -p /a --process /b x",
+            "exec -d -d x",
+            "exec -dt x sh",
+            "exec --detach=true x",
+            "exec -e A=1 x env",
+            "exec --env A=1 x env",
+            "exec -u 1 x id",
+            "exec --cap CAP_KILL x true",
+            "exec --cgroup x:y x true",
+            "exec --preserve-fds -1 x true",
+            "exec --bundle /b x true",
+            "exec --keep x true",
             "features",
             "stat x",
         ] {
