@@ -58,6 +58,11 @@ pub struct State {
     pub owner: String,
     #[serde(default)]
     pub annotations: HashMap<String, String>,
+    /// The uid that created the container (the owner `list` shows), recorded so that `list`
+    /// need not stat every state directory. Written before the cgroup and the process, with
+    /// the other fields `list` shows, so that its scan stops there ([`Summary::scan`]).
+    #[serde(default)]
+    pub owner_uid: Option<u32>,
     pub cgroup: Manager,
     #[serde(default)]
     pub hooks: Option<oci::Hooks>,
@@ -66,10 +71,6 @@ pub struct State {
     pub namespaces: Vec<String>,
     #[serde(default)]
     pub use_systemd: bool,
-    /// The uid that created the container (the owner `list` shows), recorded so that `list`
-    /// need not stat every state directory.
-    #[serde(default)]
-    pub owner_uid: Option<u32>,
     /// The container's process spec: the base of an `exec` without `--process`.
     #[serde(default)]
     pub process: Option<oci::Process>,
@@ -274,7 +275,10 @@ impl Summary {
     /// seccomp profile: most of the file) are skipped by matching brackets and quotes. `None`
     /// for anything unexpected (an escaped key, a repeated or missing field, a malformed
     /// member), for which [`Summary::parse`] falls back to serde's parse of the whole file.
-    /// Valid state files give what serde gives (tested).
+    /// The walk stops as soon as all of `list`'s fields are read: [`State`] writes them first,
+    /// so the cgroup and the process (most of the file) are not walked at all; an older file
+    /// with `owner_uid` after them is walked to its end. Valid state files give what serde
+    /// gives (tested).
     fn scan(b: &[u8]) -> Option<Summary> {
         fn field<T: DeserializeOwned>(slot: &mut Option<T>, v: &[u8]) -> Option<()> {
             if slot.is_some() {
@@ -318,15 +322,25 @@ impl Summary {
                 b"owner_uid" => field(&mut owner_uid, v)?,
                 _ => {}
             }
+            if id.is_some()
+                && pid.is_some()
+                && start_time.is_some()
+                && bundle.is_some()
+                && rootfs.is_some()
+                && created.is_some()
+                && annotations.is_some()
+                && owner_uid.is_some()
+            {
+                // Everything `list` shows is read: the rest of the file (the cgroup, the
+                // process, most of its bytes) is not walked.
+                break;
+            }
             i = ws(b, end);
             match b.get(i) {
                 Some(b',') => i = ws(b, i + 1),
-                Some(b'}') => break,
+                Some(b'}') if ws(b, i + 1) == b.len() => break,
                 _ => return None,
             }
-        }
-        if ws(b, i + 1) != b.len() {
-            return None;
         }
         Some(Summary {
             id: id?,
@@ -789,9 +803,10 @@ mod tests {
             };
             assert_eq!(key(&scanned), key(&serde));
         }
-        // Given up on (serde decides): truncated, trailing bytes, a repeated or missing
-        // field, an escaped key, a wrong type.
-        let one = &cases[0];
+        // Given up on (serde decides): truncated, trailing bytes (in a file without
+        // owner_uid, walked to its end), a repeated or missing field, an escaped key, a wrong
+        // type.
+        let one = &cases[3];
         for bad in [
             &one[..one.len() - 1],
             &[one.as_slice(), b"x"].concat()[..],
@@ -813,6 +828,52 @@ mod tests {
         let esc =
             br#"{"i\u0064":"a","pid":1,"start_time":1,"bundle":"/","rootfs":"/","created":""}"#;
         assert_eq!(Summary::parse(esc).unwrap().id, "a");
+    }
+
+    #[test]
+    fn state_writes_the_list_fields_first() {
+        let mut v = serde_json::json!({
+            "id": "a", "pid": 42, "start_time": 7, "bundle": "/b", "rootfs": "/r",
+            "created": "2026-12-08T03:00:00.000000000Z", "owner": "",
+            "annotations": {"k": "v"}, "owner_uid": 1000,
+            "cgroup": {"mode": "Hybrid", "v1": [{"controllers": ["cpu"], "mount_point": "/m", "path": "/s"}]},
+        });
+        let st: State = serde_json::from_value(v.clone()).unwrap();
+        let written = serde_json::to_vec(&st).unwrap();
+        let at = |k: &str| {
+            let k = format!("\"{k}\":");
+            written
+                .windows(k.len())
+                .position(|w| w == k.as_bytes())
+                .unwrap()
+        };
+        for k in [
+            "id",
+            "pid",
+            "start_time",
+            "bundle",
+            "rootfs",
+            "created",
+            "annotations",
+        ] {
+            assert!(at(k) < at("cgroup"), "{k} after the cgroup");
+        }
+        assert!(at("owner_uid") < at("cgroup"), "owner_uid after the cgroup");
+        // The scan stops there: what follows is not read (here it is not even JSON).
+        let cut = [
+            &written[..at("cgroup")],
+            b"\"cgroup\": {{[ not json".as_slice(),
+        ]
+        .concat();
+        let s = Summary::scan(&cut).expect("scanned");
+        assert_eq!((s.id.as_str(), s.pid, s.owner_uid), ("a", 42, Some(1000)));
+        assert!(serde_json::from_slice::<Summary>(&cut).is_err());
+        // An older file with owner_uid last is still read whole.
+        v.as_object_mut().unwrap().remove("owner_uid");
+        let mut old = serde_json::to_vec(&v).unwrap();
+        old.pop();
+        old.extend_from_slice(b",\"owner_uid\":5}");
+        assert_eq!(Summary::scan(&old).unwrap().owner_uid, Some(5));
     }
 
     #[test]
