@@ -181,12 +181,6 @@ pub fn from_json_dropping_unknown_caps<T: serde::de::DeserializeOwned>(
     } else {
         bytes
     };
-    // The plain deserializer first: the path-tracking one (serde_path_to_error wraps every
-    // visitor) is only needed to name the field of a failure, and to find a capability name
-    // to drop. A document that parses gives the same value either way.
-    if let Ok(v) = serde_json::from_slice::<T>(bytes) {
-        return Ok(v);
-    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let in_caps = |e: &serde_path_to_error::Error<serde_json::Error>| {
         let prefix = format!("{}.", caps.trim_start_matches('/').replace('/', "."));
