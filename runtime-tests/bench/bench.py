@@ -845,14 +845,15 @@ TMPFS_SOURCE = "kakuri-bench"
 
 
 def mountinfo():
-    """[(mount point, fstype, source, optional fields)] from /proc/self/mountinfo."""
+    """[(mount point, fstype, source, optional fields, super options)] from
+    /proc/self/mountinfo."""
     out = []
     with open("/proc/self/mountinfo") as fh:
         for line in fh:
             left, right = line.split(" - ", 1)
             fields = left.split()
-            fstype, source = right.split()[:2]
-            out.append((fields[4], fstype, source, fields[6:]))
+            fstype, source, options = right.split()[:3]
+            out.append((fields[4], fstype, source, fields[6:], options))
     return out
 
 
@@ -863,14 +864,10 @@ def uncached_9p(path):
     guest). None otherwise."""
     real = os.path.realpath(path)
     best = None
-    with open("/proc/self/mountinfo") as fh:
-        for line in fh:
-            left, right = line.split(" - ", 1)
-            mnt = left.split()[4]
-            fstype, _, options = right.split()[:3]
-            inside = real == mnt or real.startswith(mnt.rstrip("/") + "/")
-            if inside and (best is None or len(mnt) >= len(best[0])):
-                best = (mnt, fstype, options)
+    for mnt, fstype, _, _, options in mountinfo():
+        inside = real == mnt or real.startswith(mnt.rstrip("/") + "/")
+        if inside and (best is None or len(mnt) >= len(best[0])):
+            best = (mnt, fstype, options)
     if best is None or best[1] != "9p":
         return None
     mnt, _, options = best
@@ -884,7 +881,7 @@ def uncached_9p(path):
 def drop_private_unified():
     """Unmount the tmpfs prepare_cgroup_view put on /sys/fs/cgroup/unified (ours only),
     discarding whatever runtimes wrote into it."""
-    for mnt, fstype, source, _ in reversed(mountinfo()):
+    for mnt, fstype, source, _, _ in reversed(mountinfo()):
         if mnt == str(UNIFIED) and fstype == "tmpfs" and source == TMPFS_SOURCE:
             subprocess.run(["umount", str(UNIFIED)], check=True)
             return
@@ -895,11 +892,11 @@ def prepare_cgroup_view(workdir):
     if not in_private_mount_ns():
         raise BenchError("not in a private mount namespace; start the harness with "
                          "runtime-tests/bench/run (it uses unshare --mount)")
-    for mnt, _, _, optional in mountinfo():
+    for mnt, _, _, optional, _ in mountinfo():
         if any(opt.startswith("shared:") for opt in optional):
             raise BenchError(f"mount {mnt} is shared with another namespace; refusing to "
                              "change mounts (expected unshare --propagation private)")
-    mounts = {mnt: fstype for mnt, fstype, _, _ in mountinfo()}
+    mounts = {mnt: fstype for mnt, fstype, _, _, _ in mountinfo()}
     if mounts.get(str(UNIFIED)) == "cgroup2":
         subprocess.run(["umount", str(UNIFIED)], check=True)
         # The directory below the mount lives on the host's /sys/fs/cgroup tmpfs; a private
