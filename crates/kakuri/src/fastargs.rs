@@ -66,26 +66,8 @@ pub(crate) fn parse(args: &[std::ffi::OsString]) -> Option<Cli> {
         preserve_fds: 0,
     };
     let (mut detach, mut keep, mut no_subreaper) = (false, false, false);
-    let mut exec = ExecArgs {
-        id: String::new(),
-        command: Vec::new(),
-        process: None,
-        tty: false,
-        console_socket: None,
-        cwd: None,
-        env: Vec::new(),
-        user: None,
-        additional_gids: Vec::new(),
-        cap: Vec::new(),
-        no_new_privs: false,
-        apparmor: None,
-        process_label: None,
-        preserve_fds: 0,
-        detach: false,
-        pid_file: None,
-        cgroup: Vec::new(),
-        ignore_paused: false,
-    };
+    // clap's defaults for every field (none, empty, false, 0).
+    let mut exec = ExecArgs::default();
     while let Some(a) = args.next() {
         let a = a?;
         if name == "exec" && !positional.is_empty() {
@@ -164,8 +146,11 @@ pub(crate) fn parse(args: &[std::ffi::OsString]) -> Option<Cli> {
                         return None;
                     }
                     let n = v.parse().ok()?;
-                    create.preserve_fds = n;
-                    exec.preserve_fds = n;
+                    if name == "exec" {
+                        exec.preserve_fds = n;
+                    } else {
+                        create.preserve_fds = n;
+                    }
                 } else {
                     global(&mut cli, &mut seen, key, inline, &mut args)?;
                 }

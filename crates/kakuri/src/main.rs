@@ -57,7 +57,7 @@ pub(crate) struct Cli {
 }
 
 #[derive(Args, Debug, Clone)]
-pub(crate) struct CreateArgs {
+struct CreateArgs {
     /// Container id
     id: String,
     /// Path to the bundle directory
@@ -94,7 +94,7 @@ impl CreateArgs {
     }
 }
 
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Default)]
 struct ExecArgs {
     /// Container id
     id: String,
